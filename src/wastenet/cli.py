@@ -1,0 +1,60 @@
+"""The ``wastenet`` command: thin parsing; every stage lives in its own package.
+
+Each stage module named in COMMAND_MODULES has ``register(subparsers)`` that adds its
+subcommands and sets ``func``; modules import their heavy dependencies lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from wastenet import __version__
+from wastenet.errors import WasteNetError
+
+COMMAND_MODULES = (
+    "wastenet.data.commands",
+    "wastenet.train.commands",
+    "wastenet.evaluate.commands",
+    "wastenet.accelerate.commands",
+    "wastenet.runtime.commands",
+)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wastenet",
+        description="Train, accelerate, verify and run a recycling classifier for smart bins.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"wastenet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub, _Formatter)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        result = args.func(args)
+    except WasteNetError as exc:
+        print(f"wastenet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("wastenet: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

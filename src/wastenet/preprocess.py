@@ -1,0 +1,51 @@
+"""The one preprocessing path, shared by the data cache, training, evaluation and the bin.
+
+Images are RGB uint8 HWC. ``fit_image`` turns any photo or camera frame into the
+model's landscape input: a portrait image is turned a quarter (TrashNet's copies
+were rotated from landscape originals), centre-cropped to the input's aspect and
+resized with area interpolation. ``normalize`` makes the float NCHW batch.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def fit_image(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Rotate to the target orientation, centre-crop to its aspect, resize."""
+    target_h, target_w = size_hw
+    h, w = image.shape[:2]
+    if (h > w) != (target_h > target_w) and h != w:
+        image = cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+        h, w = w, h
+    target_aspect = target_w / target_h
+    if w / h > target_aspect:
+        new_w = max(1, round(h * target_aspect))
+        x0 = (w - new_w) // 2
+        image = image[:, x0 : x0 + new_w]
+    elif w / h < target_aspect:
+        new_h = max(1, round(w / target_aspect))
+        y0 = (h - new_h) // 2
+        image = image[y0 : y0 + new_h]
+    if image.shape[:2] != (target_h, target_w):
+        shrinking = image.shape[0] > target_h
+        interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        image = cv2.resize(image, (target_w, target_h), interpolation=interp)
+    return np.ascontiguousarray(image)
+
+
+def normalize(batch: np.ndarray, mean, std) -> np.ndarray:
+    """uint8 NHWC (or HWC) RGB -> float32 NCHW, scaled to [0, 1] then standardised."""
+    if batch.ndim == 3:
+        batch = batch[None]
+    scale = np.float32(1.0 / 255.0)
+    mean_arr = np.asarray(mean, dtype=np.float32).reshape(1, 1, 1, 3)
+    std_arr = np.asarray(std, dtype=np.float32).reshape(1, 1, 1, 3)
+    out = (batch.astype(np.float32) * scale - mean_arr) / std_arr
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def preprocess(image: np.ndarray, size_hw: tuple[int, int], mean, std) -> np.ndarray:
+    """One RGB image of any size -> a float32 1xCxHxW model input."""
+    return normalize(fit_image(image, size_hw), mean, std)

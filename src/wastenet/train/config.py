@@ -1,0 +1,124 @@
+"""The training config: one typed dataclass, saved beside every run, with paper presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from wastenet.config import from_dict, load_yaml
+from wastenet.errors import ConfigError
+
+
+@dataclass
+class PhaseConfig:
+    """One phase of training: the paper's main epochs, consolidation epochs, etc."""
+
+    name: str
+    epochs: int
+    lr: float
+    freeze: str = "none"  # none | backbone | gradual (unfreeze blocks from the top, one per epoch)
+    augment: str = "train"  # train | light (flips only: test-like inputs, the FixRes phase) | none
+    resolution_pct: float | None = None  # None: the run's resolution
+
+
+@dataclass
+class TrainConfig:
+    name: str = "run"
+    model: str = "efficientnet_lite0"
+    pretrained: bool | str = True
+    resolution_pct: float = 75.0
+    manifest: str = ""
+    sources: list[str] | None = None  # train on these sources only (None: all in the manifest)
+    batch_size: int = 16
+    optimizer: str = "adam"  # adam | adamw
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # constant | cosine (within each phase)
+    label_smoothing: float = 0.0
+    phases: list[PhaseConfig] = field(
+        default_factory=lambda: [
+            PhaseConfig("main", 50, 4.3e-5),
+            PhaseConfig("consolidation", 8, 4.3e-6),
+        ]
+    )
+    augment: dict = field(default_factory=lambda: {"preset": "paper_table3"})
+    freeze_stem_blocks: int = 0  # keep the first k backbone blocks frozen throughout (CPU speed)
+    seed: int = 0
+    workers: int = 0
+    channels_last: bool = True
+    amp: str = "auto"  # auto | bf16 | fp16 | off
+    early_stopping_patience: int | None = None
+    max_steps_per_epoch: int | None = None  # for quick smoke runs
+    eval_batch_size: int = 32
+    cache_dir: str | None = None
+    threshold: float = 0.6
+
+    def validate(self) -> None:
+        if self.optimizer not in ("adam", "adamw"):
+            raise ConfigError(f"optimizer must be adam or adamw, not {self.optimizer!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"schedule must be constant or cosine, not {self.schedule!r}")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise ConfigError(f"amp must be auto, bf16, fp16 or off, not {self.amp!r}")
+        if not self.phases:
+            raise ConfigError("a training config needs at least one phase")
+        for phase in self.phases:
+            if phase.freeze not in ("none", "backbone", "gradual"):
+                raise ConfigError(f"phase {phase.name}: freeze must be none, backbone or gradual")
+            if phase.augment not in ("train", "light", "none"):
+                raise ConfigError(f"phase {phase.name}: augment must be train, light or none")
+            if phase.epochs < 0 or phase.lr <= 0:
+                raise ConfigError(f"phase {phase.name}: epochs must be >= 0 and lr > 0")
+        if self.batch_size < 1:
+            raise ConfigError("batch_size must be at least 1")
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(p.epochs for p in self.phases)
+
+
+def list_presets() -> list[str]:
+    folder = resources.files("wastenet") / "presets"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_train_config(name_or_path: str, overrides: dict | None = None) -> TrainConfig:
+    """A preset name (see list_presets) or a YAML path, then key=value overrides."""
+    import yaml
+
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise ConfigError(f"{path}: no such config file")
+        data = yaml.safe_load(path.read_text()) or {}
+    else:
+        preset = resources.files("wastenet") / "presets" / f"{name_or_path}.yaml"
+        if not preset.is_file():
+            raise ConfigError(
+                f"unknown preset {name_or_path!r}; presets: {', '.join(list_presets())}"
+            )
+        data = yaml.safe_load(preset.read_text()) or {}
+    data.update(overrides or {})
+    cfg = from_dict(TrainConfig, data, where=str(name_or_path))
+    cfg.phases = [
+        p if isinstance(p, PhaseConfig) else from_dict(PhaseConfig, p, f"{name_or_path}.phases")
+        for p in cfg.phases
+    ]
+    cfg.validate()
+    return cfg
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """`key=value` strings (values parsed as YAML) into a dict."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {pair!r} is not key=value")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+__all__ = ["PhaseConfig", "TrainConfig", "list_presets", "load_train_config", "load_yaml"]

@@ -1,0 +1,41 @@
+"""Cross-entropy that also trains on coarse set labels.
+
+A source may say only "one of paper or cardboard". Its likelihood is the summed
+probability of the classes in the set, so the loss is
+``-log sum_{c in S} p_c = logsumexp(z) - logsumexp(z[S])``; for a single-class set
+this is ordinary cross-entropy.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def labels_to_mask(labels: list[tuple[str, ...]], classes: tuple[str, ...]) -> torch.Tensor:
+    """Tuples of class names -> bool mask (N, C) of the allowed classes."""
+    index = {name: i for i, name in enumerate(classes)}
+    mask = torch.zeros(len(labels), len(classes), dtype=torch.bool)
+    for row, names in enumerate(labels):
+        for name in names:
+            mask[row, index[name]] = True
+    return mask
+
+
+def set_label_loss(
+    logits: torch.Tensor, mask: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Mean marginal-likelihood loss over the batch; smoothing mixes in uniform CE."""
+    logits = logits.float()
+    log_norm = torch.logsumexp(logits, dim=1)
+    masked = logits.masked_fill(~mask, float("-inf"))
+    nll = log_norm - torch.logsumexp(masked, dim=1)
+    if label_smoothing > 0:
+        uniform = log_norm - logits.mean(dim=1)
+        nll = (1 - label_smoothing) * nll + label_smoothing * uniform
+    return nll.mean()
+
+
+def correct_in_set(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample bool: the top-1 class lies in the label set."""
+    pred = logits.argmax(dim=1)
+    return mask.gather(1, pred[:, None]).squeeze(1)

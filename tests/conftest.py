@@ -1,0 +1,61 @@
+"""Shared fixtures: the real data folder (skipped when absent) and tiny generated datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from wastenet.classes import CLASSES
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# One colour per class: trivially separable, so a tiny model learns them in seconds.
+CLASS_COLOURS = {
+    "cardboard": (150, 100, 50),
+    "glass": (40, 200, 90),
+    "metal": (160, 160, 170),
+    "paper": (250, 250, 240),
+    "plastic": (30, 60, 220),
+}
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "trashnet").is_dir():
+        pytest.skip(f"needs the real images in {SHARED_DATA} (absent on this machine)")
+    return SHARED_DATA
+
+
+def make_image(colour, size_wh=(64, 48), seed=0, shape="disc") -> Image.Image:
+    """A coloured object on a noisy light background."""
+    rng = np.random.default_rng(seed)
+    w, h = size_wh
+    img = rng.integers(200, 256, size=(h, w, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    cy, cx = h / 2 + rng.integers(-h // 8, h // 8 + 1), w / 2 + rng.integers(-w // 8, w // 8 + 1)
+    r = min(h, w) * 0.3
+    mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+    noise = rng.integers(-15, 16, size=(h, w, 3))
+    obj = np.clip(np.array(colour)[None, None, :] + noise, 0, 255).astype(np.uint8)
+    img[mask] = obj[mask]
+    return Image.fromarray(img)
+
+
+def make_image_folder(root: Path, per_class: int = 12, size_wh=(64, 48), classes=CLASSES) -> Path:
+    """A TrashNet-layout folder <root>/<class>/<class><i>.jpg of generated images."""
+    for ci, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        colour = CLASS_COLOURS.get(name, (90, 90, 90))
+        for i in range(per_class):
+            make_image(colour, size_wh, seed=ci * 1000 + i).save(folder / f"{name}{i}.jpg")
+    return root
+
+
+@pytest.fixture
+def tiny_image_folder(tmp_path) -> Path:
+    return make_image_folder(tmp_path / "tiny")
