@@ -1,0 +1,212 @@
+"""``wastenet data ...``: split, check, cache, preview."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from wastenet.errors import WasteNetError
+
+SPLIT_EPILOG = """examples:
+  wastenet data split ../shared/data/trashnet ../shared/data/web-mixed --out runs/data
+  wastenet data split sources/web.yaml --out runs/web --seed 1 --folds 5 --ratios 0.72 0.18 0.10
+
+A SOURCE is an image folder (<root>/<class>/*; paper_and_cardboard -> {paper, cardboard},
+trash -> out-of-distribution) or a source YAML:
+  name: web-mixed
+  root: ../shared/data/web-mixed     # relative to the YAML
+  folders: {glass: glass, paper_and_cardboard: [paper, cardboard], junk: ignore, trash: ood}
+"""
+
+
+def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
+    data = subparsers.add_parser(
+        "data",
+        help="index sources, validate files, split, cache, preview augmentation",
+        description="The data stage: sources -> validated, de-duplicated split manifest.",
+        formatter_class=formatter_class,
+        epilog="example:\n  wastenet data split ../shared/data/trashnet --out runs/data",
+    )
+    sub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    data.set_defaults(func=lambda args: (data.print_help(), 0)[1])
+
+    p = sub.add_parser(
+        "split",
+        help="validate sources and write a stratified split manifest",
+        description="Validate every file, find near-duplicates (flip/rotation aware), and "
+        "write manifest.json, validation.json/.txt and duplicates.json to --out.",
+        formatter_class=formatter_class,
+        epilog=SPLIT_EPILOG,
+    )
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="image folder or source YAML")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="shuffle seed (same seed, same split)")
+    p.add_argument("--folds", type=int, default=5, help="k-fold assignment on train+val (0: none)")
+    p.add_argument(
+        "--ratios",
+        type=float,
+        nargs=3,
+        default=[0.72, 0.18, 0.10],
+        metavar=("TRAIN", "VAL", "TEST"),
+        help="split ratios within each stratum",
+    )
+    p.add_argument(
+        "--dup-threshold",
+        type=int,
+        default=6,
+        help="near-duplicate Hamming distance (bits of a 64-bit phash)",
+    )
+    p.add_argument("--workers", type=int, default=2, help="validation processes")
+    p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser(
+        "check",
+        help="report manifest files that changed or vanished",
+        description="Re-hash every file of a manifest; exit 1 if any changed or vanished.",
+        formatter_class=formatter_class,
+        epilog="example:\n  wastenet data check runs/data/manifest.json",
+    )
+    p.add_argument("manifest", type=Path, help="manifest.json (or its folder)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "cache",
+        help="pre-build the decoded image cache of a manifest",
+        description="Decode, fit and store every manifest image (incl. ood) as one uint8 "
+        "memmap in the cache folder ($WASTENET_CACHE or ~/.cache/wastenet).",
+        formatter_class=formatter_class,
+        epilog="example:\n  wastenet data cache runs/data/manifest.json --size 288x384",
+    )
+    p.add_argument("manifest", type=Path, help="manifest.json (or its folder)")
+    p.add_argument("--size", default="288x384", help="HEIGHTxWIDTH of the model input")
+    p.add_argument("--cache-dir", type=Path, default=None, help="cache folder")
+    p.add_argument("--workers", type=int, default=2, help="decoding processes")
+    p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser(
+        "preview",
+        help="save a grid of augmented samples (like the paper's figure 11)",
+        description="Tile augmented training samples into one PNG to eyeball an augmentation.",
+        formatter_class=formatter_class,
+        epilog="examples:\n  wastenet data preview runs/data/manifest.json --out grid.png --zoom 1.0\n"
+        "  wastenet data preview ../shared/data/trashnet --out ours.png --preset ours --n 25",
+    )
+    p.add_argument("input", type=Path, help="manifest.json or an image folder")
+    p.add_argument("--out", type=Path, required=True, help="PNG to write")
+    p.add_argument("--preset", default="table3", help="table1 | table3 | ours | none")
+    p.add_argument("--zoom", type=float, default=None, help="override the zoom range x")
+    p.add_argument("--n", type=int, default=16, help="number of samples")
+    p.add_argument("--size", default="288x384", help="HEIGHTxWIDTH")
+    p.add_argument("--seed", type=int, default=0, help="sample and augmentation seed")
+    p.set_defaults(func=cmd_preview)
+
+
+def _check_existing(out: Path, new) -> None:
+    """Before overwriting a manifest, say what changed on disk since it was written."""
+    from wastenet.data.manifest import check_files, load_manifest
+
+    old_path = out / "manifest.json"
+    if not old_path.is_file():
+        return
+    try:
+        old = load_manifest(old_path)
+    except WasteNetError as exc:
+        print(f"note: previous manifest unreadable ({exc}); replacing it", file=sys.stderr)
+        return
+    found = check_files(old)
+    for kind in ("vanished", "changed"):
+        for path in found[kind]:
+            print(f"{kind} since the previous manifest: {path}")
+    same = "unchanged" if old.hash == new.hash else f"changed ({old.hash[:12]} -> {new.hash[:12]})"
+    print(
+        f"previous manifest: {len(found['vanished'])} vanished, {len(found['changed'])} "
+        f"changed files; split {same}"
+    )
+
+
+def cmd_split(args) -> int:
+    from wastenet.data.split import build_split, count_table, format_table
+    from wastenet.data.validate import report_text, write_report
+
+    result = build_split(
+        args.sources,
+        seed=args.seed,
+        folds=args.folds,
+        ratios=args.ratios,
+        threshold=args.dup_threshold,
+        workers=args.workers,
+        progress=sys.stderr.isatty(),
+    )
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    _check_existing(out, result.manifest)
+    extra = {k: v for k, v in result.validation.items() if k != "checks"}
+    report = write_report(result.validation["checks"], extra, out)
+    (out / "duplicates.json").write_text(json.dumps(result.duplicates, indent=1))
+    result.manifest.save(out / "manifest.json")
+    rows = count_table(result.manifest)
+    (out / "summary.md").write_text(format_table(rows) + "\n")
+    dup = result.duplicates
+    print(report_text(report), end="")
+    print(
+        f"near-duplicates (<= {dup['threshold_bits']} bits): {dup['pairs']} pairs, "
+        f"{len(dup['groups_within_source'])} groups within a source, "
+        f"{len(dup['groups_across_sources'])} across sources, "
+        f"{len(dup['groups_across_splits'])} across splits"
+    )
+    print(format_table(rows))
+    info = result.manifest.info
+    print(
+        f"manifest {out / 'manifest.json'} hash {result.manifest.hash[:16]} "
+        f"({info['seconds_total']:.1f} s, validation {info['seconds_validate']:.1f} s)"
+    )
+    return 0
+
+
+def cmd_check(args) -> int:
+    from wastenet.data.manifest import check_files, load_manifest
+
+    manifest = load_manifest(args.manifest)
+    found = check_files(manifest)
+    for kind in ("vanished", "changed"):
+        for path in found[kind]:
+            print(f"{kind}: {path}")
+    total = len(manifest.all_items) + len(manifest.ood)
+    print(f"{total} files: {len(found['vanished'])} vanished, {len(found['changed'])} changed")
+    return 1 if found["vanished"] or found["changed"] else 0
+
+
+def cmd_cache(args) -> int:
+    from wastenet.data.cache import ImageCache, parse_size
+    from wastenet.data.manifest import check_files, load_manifest
+
+    manifest = load_manifest(args.manifest)
+    found = check_files(manifest)
+    if found["vanished"] or found["changed"]:
+        raise WasteNetError(
+            f"{args.manifest}: {len(found['vanished'])} files vanished and "
+            f"{len(found['changed'])} changed since the split; re-run 'wastenet data split'"
+        )
+    items = manifest.items() + manifest.items(split="ood")
+    cache = ImageCache(items, parse_size(args.size), args.cache_dir, workers=args.workers)
+    print(f"{len(cache)} images at {args.size} in {cache.path} ({cache.nbytes / 1e9:.2f} GB)")
+    return 0
+
+
+def cmd_preview(args) -> int:
+    from wastenet.data.cache import parse_size
+    from wastenet.data.preview import preview
+
+    path = preview(
+        args.input,
+        args.out,
+        preset=args.preset,
+        zoom=args.zoom,
+        n=args.n,
+        size_hw=parse_size(args.size),
+        seed=args.seed,
+    )
+    print(f"wrote {path}")
+    return 0
