@@ -1,0 +1,130 @@
+"""Anything evaluation can score: ``.meta`` (BundleMeta) and ``predict(NCHW) -> probs``.
+
+A ``.safetensors`` bundle runs through torch (imported lazily); every other artifact
+goes through ``wastenet.accelerate.load_engine``, the same protocol the bin uses, so
+an exported engine is verified exactly as it will run.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from wastenet.errors import ModelFileError
+from wastenet.meta import BundleMeta
+from wastenet.preprocess import normalize
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    meta: BundleMeta
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """float32 NCHW, already normalised -> float32 probabilities (N, classes)."""
+        ...
+
+
+class TorchModulePredictor:
+    """An in-memory torch model (the training stage's, at the end of a run)."""
+
+    def __init__(self, model: Any, meta: BundleMeta, device: str | None = None, batch_size=32):
+        import torch
+
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.meta = meta
+        self.batch_size = batch_size
+
+    @property
+    def num_parameters(self) -> int:
+        return int(sum(p.numel() for p in self.model.parameters()))
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        outs = []
+        with torch.inference_mode():
+            for start in range(0, len(batch), self.batch_size):
+                x = torch.from_numpy(np.ascontiguousarray(batch[start : start + self.batch_size]))
+                logits = self.model(x.to(self.device, non_blocking=True)).float()
+                outs.append(torch.softmax(logits, dim=1).cpu().numpy())
+        if not outs:
+            return np.zeros((0, len(self.meta.labels)), np.float32)
+        return np.concatenate(outs).astype(np.float32)
+
+
+def load_predictor(path: str | Path, device: str | None = None, **options: Any) -> Predictor:
+    """A bundle (torch) or an exported artifact (its accelerate backend), by suffix."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file")
+    if path.suffix == ".safetensors":
+        try:
+            from wastenet.models import load_bundle
+        except ImportError as exc:
+            raise ModelFileError(
+                f"{path}: evaluating a .safetensors bundle needs torch and wastenet.models "
+                f"(pip install 'wastenet[train]'): {exc}"
+            ) from exc
+        model, meta = load_bundle(path)
+        return TorchModulePredictor(model, meta, device=device)
+    try:
+        from wastenet.accelerate import load_engine
+    except ImportError as exc:
+        raise ModelFileError(f"{path}: no engine loader available for {path.suffix!r}") from exc
+    if device is not None:
+        options.setdefault("device", device)
+    return load_engine(path, **options)
+
+
+def predict_images(predictor: Predictor, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """uint8 NHWC images already at the input size -> probabilities, normalised per batch."""
+    meta = predictor.meta
+    outs = []
+    for start in range(0, len(images), batch_size):
+        batch = normalize(np.asarray(images[start : start + batch_size]), meta.mean, meta.std)
+        outs.append(np.asarray(predictor.predict(batch), np.float32))
+    if not outs:
+        return np.zeros((0, len(meta.labels)), np.float32)
+    return np.concatenate(outs)
+
+
+def safetensors_parameter_count(path: str | Path) -> int | None:
+    """Elements in all tensors of a safetensors file, from its header alone (no torch)."""
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+    except (OSError, struct.error, ValueError):
+        return None
+    total = 0
+    for name, info in header.items():
+        if name == "__metadata__" or not isinstance(info, dict):
+            continue
+        if name.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            continue  # buffers, not parameters
+        total += int(np.prod(info.get("shape", []), dtype=np.int64))
+    return total
+
+
+def model_stats(predictor: Predictor, path: str | Path | None = None) -> dict:
+    """Parameters and file size, as table 5 reports them."""
+    params = getattr(predictor, "num_parameters", None)
+    if callable(params):
+        params = params()
+    stats: dict = {"parameters": int(params) if params is not None else None}
+    if path is not None and Path(path).exists():
+        path = Path(path)
+        size = (
+            sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            if path.is_dir()
+            else path.stat().st_size
+        )
+        stats.update(path=str(path), file_size_bytes=int(size), file_size_mb=round(size / 1e6, 3))
+        if stats["parameters"] is None and path.suffix == ".safetensors":
+            stats["parameters"] = safetensors_parameter_count(path)
+    return stats

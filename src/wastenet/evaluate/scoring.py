@@ -1,0 +1,108 @@
+"""From predicted probabilities and labels to every number in the report (numpy only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from wastenet.classes import CLASSES
+from wastenet.evaluate import metrics as M
+
+
+def row_name(labels: Sequence[str], classes=CLASSES) -> str:
+    """A confusion row: the class for an exact label, 'a|b' for a set label."""
+    ordered = [c for c in classes if c in labels]
+    return "|".join(ordered)
+
+
+def _confusion(pred: np.ndarray, label_sets: Sequence[tuple[str, ...]], classes) -> dict:
+    """Rows: every class, then each set label present ('cardboard|paper'); columns: classes."""
+    set_rows = sorted({row_name(ls, classes) for ls in label_sets if len(ls) > 1})
+    rows = list(classes) + set_rows
+    index = {r: i for i, r in enumerate(rows)}
+    counts = np.zeros((len(rows), len(classes)), np.int64)
+    for p, ls in zip(pred, label_sets, strict=True):
+        counts[index[row_name(ls, classes)], int(p)] += 1
+    return {
+        "rows": rows,
+        "columns": list(classes),
+        "counts": counts.tolist(),
+        "normalized": np.round(M.normalize_rows(counts), 4).tolist(),
+    }
+
+
+def score_group(
+    probs: np.ndarray,
+    label_sets: Sequence[tuple[str, ...]],
+    threshold: float,
+    classes: Sequence[str] = CLASSES,
+    merge=M.DEFAULT_MERGE,
+) -> dict:
+    """Top-1 (exact labels), set accuracy, coarse accuracy, P/R/F1, confusion, not-sure."""
+    probs = np.asarray(probs, np.float64)
+    pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, int)
+    label_sets = [tuple(ls) for ls in label_sets]
+    exact = np.array([len(ls) == 1 for ls in label_sets], bool)
+    index = {c: i for i, c in enumerate(classes)}
+    y_exact = np.array([index[ls[0]] for ls, e in zip(label_sets, exact, strict=True) if e], int)
+    in_set = M.in_label_set(pred, label_sets, classes)
+    cm = M.confusion_matrix(y_exact, pred[exact], len(classes))
+    return {
+        "n": len(label_sets),
+        "n_exact": int(exact.sum()),
+        "n_set_label": int((~exact).sum()),
+        # top-1 over the exactly-labelled items: the paper's test-set accuracy
+        "top1": M.top1(y_exact, pred[exact]),
+        # a set label counts as right when the prediction is in it ("coarse-label accuracy")
+        "set_accuracy": M.mean_or_none(in_set),
+        "set_label_accuracy": M.mean_or_none(in_set[~exact]),
+        # paper and cardboard merged, for every item
+        "coarse_accuracy": M.mean_or_none(M.coarse_correct(pred, label_sets, merge, classes)),
+        "per_class": M.per_class_prf(cm, classes),
+        "confusion": _confusion(pred, label_sets, classes),
+        "not_sure": M.threshold_stats(probs, in_set, threshold),
+    }
+
+
+def score_predictions(
+    probs: np.ndarray,
+    label_sets: Sequence[tuple[str, ...]],
+    sources: Sequence[str],
+    threshold: float = 0.6,
+    ood_probs: np.ndarray | None = None,
+    classes: Sequence[str] = CLASSES,
+) -> dict:
+    """The whole test split, each source on its own, and in- vs out-of-distribution."""
+    probs = np.asarray(probs, np.float64)
+    sources = list(sources)
+    result = {
+        "classes": list(classes),
+        "threshold": float(threshold),
+        "overall": score_group(probs, label_sets, threshold, classes),
+        "per_source": {},
+    }
+    for source in sorted(set(sources)):
+        sel = [i for i, s in enumerate(sources) if s == source]
+        result["per_source"][source] = score_group(
+            probs[sel], [label_sets[i] for i in sel], threshold, classes
+        )
+    result["ood"] = score_ood(probs, ood_probs, threshold)
+    return result
+
+
+def score_ood(id_probs: np.ndarray, ood_probs: np.ndarray | None, threshold: float) -> dict:
+    """How well "not sure" separates unknown items (TrashNet ``trash``) from known ones.
+
+    ``not_sure_rate`` on OOD items is what should be high; AUROC is of the max
+    probability, in-distribution items as positives (0.5 = no separation).
+    """
+    if ood_probs is None or len(ood_probs) == 0:
+        return {"n": 0, "not_sure_rate": None, "coverage": None, "auroc_max_prob": None}
+    ood_probs = np.asarray(ood_probs, np.float64)
+    stats = M.threshold_stats(ood_probs, None, threshold)
+    stats["auroc_max_prob"] = M.auroc(id_probs.max(axis=1), ood_probs.max(axis=1))
+    counts = np.bincount(ood_probs.argmax(axis=1), minlength=ood_probs.shape[1])
+    stats["predicted_as"] = {c: int(n) for c, n in zip(CLASSES, counts, strict=False)}
+    stats["mean_max_prob"] = float(ood_probs.max(axis=1).mean())
+    return stats
