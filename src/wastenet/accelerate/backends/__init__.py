@@ -1,0 +1,1 @@
+"""One small module per inference runtime; each imports its runtime inside ``load``."""

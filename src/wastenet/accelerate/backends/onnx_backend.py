@@ -1,0 +1,73 @@
+"""ONNX Runtime: runs the FP32, FP16 and INT8 (QDQ) ONNX artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from wastenet.accelerate.engine import Engine, softmax
+from wastenet.accelerate.formats import Format
+from wastenet.errors import ModelFileError
+from wastenet.meta import META_KEY, BundleMeta
+
+
+class OnnxEngine(Engine):
+    def __init__(self, path: Path, fmt: Format, meta: BundleMeta, session, is_probs: bool):
+        super().__init__(path, fmt, meta)
+        self._session = session
+        self._input = session.get_inputs()[0].name
+        self._is_probs = is_probs
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        batch = self.check_batch(batch)
+        out = self._session.run(None, {self._input: batch})[0].astype(np.float32)
+        return out if self._is_probs else softmax(out)
+
+    def close(self) -> None:
+        self._session = None
+
+
+def session_options(threads: int = 0):
+    """Full graph optimisation, one inference at a time, ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    return opts
+
+
+def open_session(path: Path, threads: int = 0, device: str = "cpu"):
+    import onnxruntime as ort
+
+    providers = ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        providers.insert(0, "CUDAExecutionProvider")
+    try:
+        return ort.InferenceSession(str(path), session_options(threads), providers=providers)
+    except Exception as exc:  # ORT raises its own exception types for damaged files
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path}: not a loadable ONNX model ({first})") from exc
+
+
+def read_meta(session, path: Path) -> BundleMeta:
+    custom = session.get_modelmeta().custom_metadata_map
+    if META_KEY not in custom:
+        raise ModelFileError(
+            f"{path}: has no WasteNet metadata (not exported by wastenet export); "
+            "its labels, input size and normalisation are unknown"
+        )
+    return BundleMeta.from_json(custom[META_KEY], origin=str(path))
+
+
+def load(path: Path, fmt: Format, threads: int = 0, device: str = "cpu", **_: object) -> Engine:
+    session = open_session(path, threads, device)
+    meta = read_meta(session, path)
+    outputs = session.get_outputs()
+    is_probs = outputs[0].name == "probs"
+    return OnnxEngine(path, fmt, meta, session, is_probs)
