@@ -1,0 +1,177 @@
+"""The bin's loop, read top to bottom: source -> gate -> preprocess -> engine -> vote -> door.
+
+Everything else (window, MJPEG stream, sample store, timing files, printing) is a
+hook called with each frame's ``FrameResult`` or an event listener called with
+each ``Actuation``; the loop times every stage, hooks included.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from wastenet.classes import NOT_SURE
+from wastenet.preprocess import preprocess
+from wastenet.runtime.actuators import Actuator, DoorMap
+from wastenet.runtime.engine import Engine
+from wastenet.runtime.gate import PresenceGate
+from wastenet.runtime.sources import Frame, FrameSource
+from wastenet.runtime.timings import StageStats
+from wastenet.runtime.vote import MajorityVote, VoteResult
+
+
+@dataclass
+class FrameResult:
+    frame: Frame
+    present: bool
+    times: dict[str, float]
+    probs: np.ndarray | None = None
+    label: str | None = None  # top-1 class, NOT_SURE below the vote's confidence bar
+    confidence: float | None = None
+    vote: VoteResult | None = None
+    fps: float = 0.0
+
+
+@dataclass
+class Actuation:
+    frame_index: int
+    label: str
+    door: int | None  # None: the class has no door in the map
+    onset_t: float  # capture time of the first window entry for this class
+    decision_t: float  # capture time of the frame that decided
+    command_t: float  # when the door command was sent
+    servo_delay_s: float
+    ok: bool
+
+    @property
+    def queue_s(self) -> float:
+        return self.command_t - self.onset_t
+
+
+@dataclass
+class RunSummary:
+    frames: int = 0
+    inferred: int = 0
+    elapsed_s: float = 0.0
+    actuations: list[Actuation] = field(default_factory=list)
+    stages: StageStats = field(default_factory=StageStats)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+Hook = tuple[str, Callable[[FrameResult], None]]
+
+
+class BinLoop:
+    def __init__(
+        self,
+        source: FrameSource,
+        engine: Engine,
+        vote: MajorityVote,
+        actuator: Actuator,
+        doors: DoorMap,
+        gate: PresenceGate | None = None,
+        hooks: Sequence[Hook] = (),
+        listeners: Sequence[Callable[[Actuation], None]] = (),
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.source, self.engine, self.vote, self.gate = source, engine, vote, gate
+        self.actuator, self.doors = actuator, doors
+        self.hooks, self.listeners, self.clock = list(hooks), list(listeners), clock
+        meta = engine.meta
+        self.size_hw, self.mean, self.std, self.labels = (
+            (meta.height, meta.width),
+            meta.mean,
+            meta.std,
+            meta.labels,
+        )
+        self.summary = RunSummary()
+        self._fps = 0.0
+        self._last_t: float | None = None
+
+    def step(self) -> FrameResult | None:
+        """Process one frame; None when the source has ended."""
+        clock, times = self.clock, {}
+        t = clock()
+        frame = self.source.read()
+        times["capture"] = clock() - t
+        if frame is None:
+            return None
+        t = clock()
+        present = self.gate.update(frame.image) if self.gate is not None else True
+        times["gate"] = clock() - t
+        result = FrameResult(frame, present, times, fps=self._tick_fps(frame.t_capture))
+        if present:
+            t = clock()
+            batch = preprocess(frame.image, self.size_hw, self.mean, self.std)
+            times["preprocess"] = clock() - t
+            t = clock()
+            result.probs = np.asarray(self.engine.predict(batch))[0]
+            times["inference"] = clock() - t
+            t = clock()
+            top = int(np.argmax(result.probs))
+            result.confidence = float(result.probs[top])
+            result.label = self.vote.entry(self.labels[top], result.confidence)
+            result.vote = self.vote.add(self.labels[top], result.confidence, frame.t_capture)
+            times["vote"] = clock() - t
+        else:
+            self.vote.reset()  # nothing in view: the next item starts a fresh vote
+        t = clock()
+        self._actuate(result)
+        times["actuate"] = clock() - t
+        for name, hook in self.hooks:
+            t = clock()
+            hook(result)
+            times[name] = clock() - t
+        self.summary.frames += 1
+        self.summary.inferred += int(present)
+        self.summary.stages.add(times)
+        return result
+
+    def _actuate(self, result: FrameResult) -> None:
+        self.actuator.tick()
+        vote = result.vote
+        if vote is None or not vote.changed or vote.label in (None, NOT_SURE):
+            return
+        door = self.doors.door_for(vote.label)
+        ok = self.actuator.open_door(door) if door is not None else False
+        event = Actuation(
+            result.frame.index,
+            vote.label,
+            door,
+            vote.onset_t or result.frame.t_capture,
+            result.frame.t_capture,
+            self.clock(),
+            self.actuator.servo_delay_s,
+            ok,
+        )
+        self.summary.actuations.append(event)
+        for listener in self.listeners:
+            listener(event)
+
+    def _tick_fps(self, t: float) -> float:
+        if self._last_t is not None and t > self._last_t:
+            self._fps = (
+                0.9 * self._fps + 0.1 / (t - self._last_t) if self._fps else 1 / (t - self._last_t)
+            )
+        self._last_t = t
+        return self._fps
+
+    def run(self, max_frames: int | None = None, stop: threading.Event | None = None) -> RunSummary:
+        """Run until the source ends, ``max_frames`` frames, or ``stop`` is set."""
+        start = self.clock()
+        try:
+            while not (stop and stop.is_set()):
+                if max_frames is not None and self.summary.frames >= max_frames:
+                    break
+                if self.step() is None:
+                    break
+        finally:
+            self.summary.elapsed_s = self.clock() - start
+        return self.summary

@@ -1,0 +1,464 @@
+"""Frame sources chosen by one URI (DESIGN.md pattern 1, after jetson-inference's videoSource).
+
+``open_source(uri)`` turns ``csi://0``, ``/dev/video0``, ``v4l2://0``, ``rtsp://...``,
+``clip.mp4`` or an image folder into a ``FrameSource`` whose ``read()`` returns the
+next ``Frame`` (RGB uint8, capture timestamp, index) or ``None`` at the end.
+Cameras are wrapped in ``ReconnectingSource``: a camera that disappears is retried
+with exponential backoff and reported, and the run ends cleanly after N failures.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+import numpy as np
+
+from wastenet.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class Frame:
+    image: np.ndarray  # RGB uint8 HWC
+    t_capture: float  # time.perf_counter() when the frame was captured
+    index: int
+
+
+class FrameSource(Protocol):
+    def read(self) -> Frame | None: ...
+
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------- URI parsing
+
+
+@dataclass
+class SourceSpec:
+    kind: str  # csi | v4l2 | rtsp | video | folder
+    target: str  # sensor id, device index, URL or path
+    options: dict
+
+
+def parse_source_uri(uri: str) -> SourceSpec:
+    """Classify a source URI; query parameters (``?fps=20&hold=10``) become options."""
+    if not uri:
+        raise SourceError(
+            "empty source URI; try csi://0, /dev/video0, rtsp://host/path or a folder"
+        )
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    options = dict(parse_qsl(parts.query))
+    if scheme == "csi":
+        sensor = parts.netloc or parts.path.strip("/") or "0"
+        if not sensor.isdigit():
+            raise SourceError(f"{uri}: the CSI sensor id must be a number, as in csi://0")
+        return SourceSpec("csi", sensor, options)
+    if scheme == "v4l2":
+        dev = parts.netloc or parts.path.strip("/")
+        dev = dev.removeprefix("dev/video")
+        if not dev.isdigit():
+            raise SourceError(f"{uri}: expected v4l2://N with a device number N")
+        return SourceSpec("v4l2", dev, options)
+    if scheme in ("rtsp", "rtsps", "rtmp", "http", "https"):
+        return SourceSpec("rtsp", uri.split("#")[0], options)
+    if scheme in ("", "file"):
+        path_text = parts.path if scheme == "file" else uri.split("?")[0]
+        if path_text.startswith("/dev/video"):
+            dev = path_text.removeprefix("/dev/video")
+            if not dev.isdigit():
+                raise SourceError(f"{uri}: expected /dev/videoN")
+            return SourceSpec("v4l2", dev, options)
+        path = Path(path_text).expanduser()
+        if not path.exists():
+            raise SourceError(f"{path}: no such file or folder to read frames from")
+        if path.is_dir():
+            return SourceSpec("folder", str(path), options)
+        suffix = path.suffix.lower()
+        if suffix in VIDEO_SUFFIXES:
+            return SourceSpec("video", str(path), options)
+        if suffix in IMAGE_SUFFIXES:
+            return SourceSpec("folder", str(path), options)
+        raise SourceError(f"{path}: not a video ({', '.join(sorted(VIDEO_SUFFIXES))}) or image")
+    raise SourceError(
+        f"{uri}: unknown source scheme {scheme!r}; use csi://N, v4l2://N, /dev/videoN, "
+        "rtsp://..., a video file or an image folder"
+    )
+
+
+def gstreamer_csi_pipeline(
+    sensor_id: int = 0,
+    width: int = 384,
+    height: int = 288,
+    framerate: int = 30,
+    flip_method: int = 0,
+    capture_width: int = 1280,
+    capture_height: int = 720,
+) -> str:
+    """The nvarguscamerasrc pipeline for a Jetson CSI camera (the paper's capture path).
+
+    The sensor captures at a native mode and nvvidconv scales to the output size;
+    ``appsink drop=1 max-buffers=1`` keeps only the newest frame so a slow model
+    never works on a stale one.
+    """
+    if not 0 <= int(flip_method) <= 7:
+        raise SourceError(f"flip-method must be 0..7, got {flip_method}")
+    for name, value in (("width", width), ("height", height), ("framerate", framerate)):
+        if int(value) <= 0:
+            raise SourceError(f"CSI camera {name} must be positive, got {value}")
+    return (
+        f"nvarguscamerasrc sensor-id={int(sensor_id)} ! "
+        f"video/x-raw(memory:NVMM), width=(int){int(capture_width)}, "
+        f"height=(int){int(capture_height)}, framerate=(fraction){int(framerate)}/1 ! "
+        f"nvvidconv flip-method={int(flip_method)} ! "
+        f"video/x-raw, width=(int){int(width)}, height=(int){int(height)}, format=(string)BGRx ! "
+        "videoconvert ! video/x-raw, format=(string)BGR ! "
+        "appsink drop=1 max-buffers=1"
+    )
+
+
+# ---------------------------------------------------------------- image folders
+
+
+def _parse_colour(text: str) -> tuple[int, int, int]:
+    text = str(text).strip().lstrip("#")
+    try:
+        if len(text) == 6:
+            return tuple(int(text[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+        values = [int(v) for v in text.split(",")]
+        if len(values) == 3 and all(0 <= v <= 255 for v in values):
+            return tuple(values)  # type: ignore[return-value]
+    except ValueError:
+        pass
+    raise SourceError(f"background colour {text!r}: use #rrggbb or r,g,b")
+
+
+class ImageFolderSource:
+    """Replays images as a camera would: each held ``hold`` frames, ``gap`` empty frames before it.
+
+    ``fps > 0`` paces frames in real time and, like a live camera, skips frames the
+    reader was too slow to take; ``fps = 0`` yields every frame as fast as asked.
+    An empty frame is the ``background`` image or a plain colour. ``loop`` replays
+    the scene that many times (0 = forever).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float = 0.0,
+        hold: int = 1,
+        gap: int = 0,
+        background: str | None = None,
+        size: tuple[int, int] = (384, 288),
+        loop: int = 1,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        from wastenet.imageio import read_rgb
+        from wastenet.preprocess import fit_image
+
+        path = Path(path)
+        files = (
+            [path]
+            if path.is_file()
+            else sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        )
+        if not files:
+            raise SourceError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
+        if int(hold) < 1 or int(gap) < 0 or float(fps) < 0 or int(loop) < 0:
+            raise SourceError("image folder source: need hold >= 1, gap >= 0, fps >= 0, loop >= 0")
+        w, h = (int(v) for v in size)
+        self.files = files
+        self.images = [fit_image(read_rgb(p), (h, w)) for p in files]
+        if background and Path(background).is_file():
+            self.empty = fit_image(read_rgb(background), (h, w))
+        else:
+            colour = _parse_colour(background) if background else (235, 235, 232)
+            self.empty = np.full((h, w, 3), colour, dtype=np.uint8)
+        self.hold, self.gap, self.fps, self.loop = int(hold), int(gap), float(fps), int(loop)
+        self.per_scene = len(self.images) * (self.hold + self.gap)
+        self.total = None if self.loop == 0 else self.per_scene * self.loop
+        self._clock = clock
+        self._next = 0
+        self._t0: float | None = None
+        self.dropped = 0
+
+    def item_at(self, index: int) -> int | None:
+        """Which image frame ``index`` shows (None for an empty frame): the replay's ground truth."""
+        k = index % self.per_scene
+        item, offset = divmod(k, self.hold + self.gap)
+        return None if offset < self.gap else item
+
+    def read(self) -> Frame | None:
+        index = self._next
+        if self.fps > 0:
+            now = self._clock()
+            if self._t0 is None:
+                self._t0 = now
+            due = int((now - self._t0) * self.fps)
+            if due > index:  # the reader was slow: a live camera would have moved on
+                self.dropped += due - index
+                index = due
+            else:
+                wait = self._t0 + index / self.fps - now
+                if wait > 0:
+                    time.sleep(wait)
+        if self.total is not None and index >= self.total:
+            return None
+        self._next = index + 1
+        item = self.item_at(index)
+        image = self.empty if item is None else self.images[item]
+        return Frame(image, self._clock(), index)
+
+    def close(self) -> None:
+        self.images = []
+
+
+# ---------------------------------------------------------------- OpenCV captures
+
+
+class CaptureSource:
+    """A cv2.VideoCapture (V4L2 camera, GStreamer pipeline, video file, stream)."""
+
+    def __init__(self, open_capture: Callable[[], object], name: str) -> None:
+        self.name = name
+        self._open_capture = open_capture
+        self._cap = None
+        self._index = 0
+        self.reopen()
+
+    def reopen(self) -> None:
+        self.close()
+        cap = self._open_capture()
+        if cap is None or not cap.isOpened():
+            raise SourceError(f"{self.name}: cannot open (is it connected and free?)")
+        self._cap = cap
+
+    def read(self) -> Frame | None:
+        import cv2
+
+        if self._cap is None:
+            return None
+        ok, bgr = self._cap.read()
+        t = time.perf_counter()
+        if not ok or bgr is None:
+            return None
+        self._index += 1
+        return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), t, self._index - 1)
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class LatestFrameBuffer:
+    """Holds only the newest frame: a producer overwrites, a consumer takes each frame once."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self._fresh = False
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, frame: Frame) -> None:
+        with self._cond:
+            if self._fresh:
+                self.dropped += 1
+            self._frame, self._fresh = frame, True
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> Frame | None:
+        """The newest frame not yet taken; None on timeout or after close()."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._fresh or self._closed, timeout):
+                return None
+            if not self._fresh:
+                return None
+            self._fresh = False
+            return self._frame
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class LatestFrameSource:
+    """A reader thread pulls from ``inner`` continuously; ``read()`` returns only the latest frame.
+
+    For network streams: a slow model then never works on frames that queued up
+    while it was busy.
+    """
+
+    def __init__(self, inner: FrameSource, timeout_s: float = 5.0) -> None:
+        self.inner, self.timeout_s = inner, timeout_s
+        self.buffer = LatestFrameBuffer()
+        self._stop = threading.Event()
+        self._ended = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name="frame-reader", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            while not self._stop.is_set():
+                frame = self.inner.read()
+                if frame is None:
+                    break
+                self.buffer.put(frame)
+        except Exception as exc:  # a dying stream must not kill the process silently
+            log.warning("frame reader stopped: %s", exc)
+        finally:
+            self._ended.set()
+            self.buffer.close()
+
+    def read(self) -> Frame | None:
+        return self.buffer.get(self.timeout_s)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.buffer.close()
+        self._thread.join(timeout=2.0)
+        self.inner.close()
+
+
+class ReconnectingSource:
+    """Retries a camera that stops delivering, with exponential backoff, then gives up cleanly."""
+
+    def __init__(
+        self,
+        factory: Callable[[], FrameSource],
+        name: str,
+        max_failures: int = 5,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 8.0,
+        on_report: Callable[[str], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.factory, self.name = factory, name
+        self.max_failures, self.backoff_s, self.max_backoff_s = (
+            max_failures,
+            backoff_s,
+            max_backoff_s,
+        )
+        self.report = on_report or (lambda msg: log.warning("%s", msg))
+        self.sleep = sleep
+        self.failures_total = 0
+        self.inner: FrameSource | None = factory()  # the first open fails loudly
+
+    def read(self) -> Frame | None:
+        attempt = 0
+        while True:
+            frame = None
+            if self.inner is not None:
+                try:
+                    frame = self.inner.read()
+                except Exception as exc:  # driver errors look different on every platform
+                    self.report(f"{self.name}: read failed ({exc})")
+            if frame is not None:
+                return frame
+            attempt += 1
+            self.failures_total += 1
+            if attempt > self.max_failures:
+                self.report(f"{self.name}: gave up after {self.max_failures} reconnect attempts")
+                return None
+            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+            self.report(
+                f"{self.name}: no frame; reconnecting in {delay:.1f} s ({attempt}/{self.max_failures})"
+            )
+            self.sleep(delay)
+            self._reopen()
+
+    def _reopen(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+        try:
+            self.inner = self.factory()
+        except SourceError as exc:
+            self.report(str(exc))
+            self.inner = None
+
+    def close(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+            self.inner = None
+
+
+def _int_opt(options: dict, key: str, default: int) -> int:
+    try:
+        return int(options.get(key, default))
+    except (TypeError, ValueError) as exc:
+        raise SourceError(f"source option {key}={options[key]!r} is not a whole number") from exc
+
+
+def open_source(uri: str, **opts) -> FrameSource:
+    """Open a frame source by URI; keyword options override the URI's query parameters."""
+    import cv2
+
+    spec = parse_source_uri(str(uri))
+    merged = {**spec.options, **{k: v for k, v in opts.items() if v is not None}}
+    o = {k.replace("-", "_"): v for k, v in merged.items()}
+    retry = {k: o.pop(k) for k in ("max_failures", "backoff_s", "on_report") if k in o}
+    if spec.kind == "folder":
+        size = o.get("size", (384, 288))
+        if isinstance(size, str):
+            size = tuple(int(v) for v in size.lower().split("x"))
+        return ImageFolderSource(
+            spec.target,
+            fps=float(o.get("fps", 0)),
+            hold=_int_opt(o, "hold", 1),
+            gap=_int_opt(o, "gap", 0),
+            background=o.get("background"),
+            size=size,
+            loop=_int_opt(o, "loop", 1),
+        )
+    if spec.kind == "video":
+        return CaptureSource(lambda: cv2.VideoCapture(spec.target), spec.target)
+    if spec.kind == "csi":
+        pipeline = gstreamer_csi_pipeline(
+            int(spec.target),
+            width=_int_opt(o, "width", 384),
+            height=_int_opt(o, "height", 288),
+            framerate=_int_opt(o, "framerate", 30),
+            flip_method=_int_opt(o, "flip_method", 0),
+        )
+        name = f"CSI camera {spec.target}"
+
+        def factory() -> FrameSource:
+            return CaptureSource(lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER), name)
+    elif spec.kind == "v4l2":
+        dev = int(spec.target)
+        name = f"/dev/video{dev}"
+        if not Path(name).exists():
+            raise SourceError(f"{name}: no such camera device")
+
+        def factory() -> FrameSource:
+            def open_v4l2():
+                cap = cv2.VideoCapture(dev, cv2.CAP_V4L2)
+                for prop, key in (
+                    (cv2.CAP_PROP_FRAME_WIDTH, "width"),
+                    (cv2.CAP_PROP_FRAME_HEIGHT, "height"),
+                ):
+                    if key in o:
+                        cap.set(prop, _int_opt(o, key, 0))
+                return cap
+
+            return CaptureSource(open_v4l2, name)
+    else:  # rtsp and other network streams
+        name = spec.target
+
+        def factory() -> FrameSource:
+            return LatestFrameSource(CaptureSource(lambda: cv2.VideoCapture(spec.target), name))
+
+    return ReconnectingSource(factory, name, **retry)
