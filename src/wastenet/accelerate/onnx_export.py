@@ -110,7 +110,7 @@ def _toposort(graph) -> None:
             ready.update(node.output)
         pending = [n for n in pending if n not in progress]
     nodes = [type(n)() for n in ordered]
-    for copy, node in zip(nodes, ordered):
+    for copy, node in zip(nodes, ordered, strict=True):
         copy.CopyFrom(node)
     del graph.node[:]
     graph.node.extend(nodes)

@@ -1,0 +1,158 @@
+"""Verify exported artifacts against the bundle they were made from, on the test split.
+
+For each artifact: its top-1 accuracy next to the source model's, top-1 agreement
+with the source, and the largest probability difference. The source bundle is
+``--reference`` or found through ``export.json`` / a ``.safetensors`` beside the
+artifact whose sha256 equals the artifact's ``source_hash``; a reference with
+another hash is refused (the artifact was made from another model).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from wastenet.accelerate.engine import Engine, load_engine, resolve_artifact
+from wastenet.errors import ConfigError, ModelFileError
+from wastenet.imageio import read_rgb
+from wastenet.meta import BundleMeta, file_sha256
+from wastenet.preprocess import preprocess
+
+BATCH = 16
+
+
+@dataclass
+class VerifyRow:
+    artifact: str
+    format: str
+    reference: str
+    images: int
+    accuracy: float
+    reference_accuracy: float
+    drop_points: float
+    agreement: float
+    max_prob_diff: float
+    passed: bool
+
+
+def find_reference(artifact: Path, meta: BundleMeta, reference: Path | None = None) -> Path:
+    """The source bundle of ``artifact``; its sha256 must equal ``meta.source_hash``."""
+    if not meta.source_hash:
+        raise ModelFileError(f"{artifact}: its metadata names no source model (no source_hash)")
+    if reference is not None:
+        if not Path(reference).is_file():
+            raise ModelFileError(f"{reference}: no such reference bundle")
+        if file_sha256(reference) != meta.source_hash:
+            raise ModelFileError(
+                f"{artifact}: was made from another model than {reference} "
+                f"(source_hash {meta.source_hash[:12]}... differs)"
+            )
+        return Path(reference)
+    candidates: list[Path] = []
+    record = artifact.parent / "export.json"
+    if record.exists():
+        try:
+            entry = json.loads(record.read_text()).get("artifacts", {}).get(artifact.name, {})
+        except (OSError, json.JSONDecodeError):
+            entry = {}
+        if entry.get("source"):
+            candidates.append(Path(entry["source"]))
+    for folder in (artifact.parent, artifact.parent.parent):
+        candidates += sorted(folder.glob("*.safetensors"))
+    for cand in candidates:
+        if cand.is_file() and file_sha256(cand) == meta.source_hash:
+            return cand
+    raise ModelFileError(
+        f"{artifact}: its source bundle (sha256 {meta.source_hash[:12]}...) was not found "
+        "beside it; pass --reference BUNDLE"
+    )
+
+
+def load_split(manifest: str | Path, split: str) -> list:
+    from wastenet.data.manifest import load_manifest
+
+    items = load_manifest(manifest).items(split=split)
+    if not items:
+        raise ConfigError(f"{manifest}: no {split} images to verify on")
+    return items
+
+
+def predict_items(engine: Engine, items: list, cache: dict) -> np.ndarray:
+    """Probabilities for ``items``; preprocessed inputs are shared between engines."""
+    meta = engine.meta
+    key = (tuple(meta.input_size), tuple(meta.mean), tuple(meta.std))
+    if key not in cache:
+        size = (meta.height, meta.width)
+        cache[key] = np.concatenate(
+            [preprocess(read_rgb(it.path), size, meta.mean, meta.std) for it in items]
+        )
+    x = cache[key]
+    return np.concatenate([engine.predict(x[i : i + BATCH]) for i in range(0, len(x), BATCH)])
+
+
+def accuracy(probs: np.ndarray, items: list, labels: list[str]) -> float:
+    """Top-1 in percent; a set label (paper_and_cardboard) counts any of its classes."""
+    pred = [labels[i] for i in probs.argmax(1)]
+    return 100.0 * float(np.mean([p in it.labels for p, it in zip(pred, items, strict=True)]))
+
+
+def verify(
+    artifacts: list[str | Path],
+    manifest: str | Path,
+    split: str = "test",
+    max_drop: float = 0.3,
+    reference: str | Path | None = None,
+    threads: int = 0,
+) -> list[VerifyRow]:
+    items = load_split(manifest, split)
+    inputs: dict = {}
+    ref_probs: dict[Path, tuple[np.ndarray, float]] = {}
+    rows = []
+    for art in artifacts:
+        path = resolve_artifact(art)
+        engine = load_engine(path, threads=threads)
+        ref = find_reference(path, engine.meta, Path(reference) if reference else None)
+        if ref not in ref_probs:
+            with load_engine(ref, threads=threads) as ref_engine:
+                probs = predict_items(ref_engine, items, inputs)
+            ref_probs[ref] = (probs, accuracy(probs, items, ref_engine.meta.labels))
+        rp, racc = ref_probs[ref]
+        probs = predict_items(engine, items, inputs)
+        acc = accuracy(probs, items, engine.meta.labels)
+        drop = racc - acc
+        rows.append(
+            VerifyRow(
+                str(path), engine.name, str(ref), len(items), acc, racc, drop,
+                100.0 * float(np.mean(probs.argmax(1) == rp.argmax(1))),
+                float(np.abs(probs - rp).max()), drop <= max_drop,
+            )
+        )  # fmt: skip
+        engine.close()
+    return rows
+
+
+def markdown(rows: list[VerifyRow], max_drop: float) -> str:
+    lines = [
+        f"Verification (fail past an accuracy drop of {max_drop} points)",
+        "",
+        "| artifact | format | images | top-1 % | source top-1 % | drop (pts) | agreement % | max prob diff | result |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {Path(r.artifact).name} | {r.format} | {r.images} | {r.accuracy:.2f} | "
+            f"{r.reference_accuracy:.2f} | {r.drop_points:+.2f} | {r.agreement:.2f} | "
+            f"{r.max_prob_diff:.4f} | {'pass' if r.passed else 'FAIL'} |"
+        )
+    return "\n".join(lines)
+
+
+def write_reports(rows: list[VerifyRow], out_dir: Path, max_drop: float) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js, md = out_dir / "verify.json", out_dir / "verify.md"
+    js.write_text(json.dumps({"max_drop": max_drop, "rows": [asdict(r) for r in rows]}, indent=2))
+    md.write_text(markdown(rows, max_drop) + "\n")
+    return js, md
