@@ -56,8 +56,8 @@ def run_bin(
     stop: threading.Event | None = None,
 ):
     """Build every part, run the loop until the source ends or a signal, close everything."""
+    from wastenet.accelerate import load_engine
     from wastenet.runtime.actuators import load_door_map, open_actuator
-    from wastenet.runtime.engine import load_engine
     from wastenet.runtime.gate import GateConfig, PresenceGate
     from wastenet.runtime.loop import BinLoop
     from wastenet.runtime.sources import open_source

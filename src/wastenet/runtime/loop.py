@@ -11,17 +11,20 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from wastenet.classes import NOT_SURE
 from wastenet.preprocess import preprocess
 from wastenet.runtime.actuators import Actuator, DoorMap
-from wastenet.runtime.engine import Engine
 from wastenet.runtime.gate import PresenceGate
 from wastenet.runtime.sources import Frame, FrameSource
 from wastenet.runtime.timings import StageStats
 from wastenet.runtime.vote import MajorityVote, VoteResult
+
+if TYPE_CHECKING:
+    from wastenet.accelerate import Engine
 
 
 @dataclass
@@ -72,7 +75,7 @@ class BinLoop:
     def __init__(
         self,
         source: FrameSource,
-        engine: Engine,
+        engine: Engine,  # anything with .meta and .predict(batch) -> probabilities
         vote: MajorityVote,
         actuator: Actuator,
         doors: DoorMap,
