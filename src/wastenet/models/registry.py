@@ -68,6 +68,8 @@ SPECS: dict[str, ModelSpec] = {
         _lite(1, 240),
         _lite(2, 260),
         _hub("mobilenetv3_large_100", 224),
+        # A tiny timm test network (about 0.1 M parameters) for fast tests; random init only.
+        ModelSpec("tiny_efficientnet", "test_efficientnet", IMAGENET_MEAN, IMAGENET_STD, 160, TIMM_HUB),
     )
 }
 

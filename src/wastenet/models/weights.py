@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import pickle
 import socket
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,11 +42,18 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
             state = load_file(str(path), device="cpu")
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # safetensors, pickle and zip raise many unrelated types
+            with warnings.catch_warnings():  # torch warns about the pickle protocol
+                warnings.simplefilter("ignore", UserWarning)
+                state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelFileError(
+            f"{path}: holds pickled objects other than tensors; WasteNet reads weights "
+            "only (a safetensors file or a .pth state dict of plain tensors)"
+        ) from exc
+    except Exception as exc:  # safetensors, zip and torch raise many unrelated types
         raise ModelFileError(
             f"{path}: not a readable weights file (safetensors, or a .pth state dict "
-            f"of plain tensors): {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
+            f"of plain tensors): {_first_line(exc)}"
         ) from exc
     for key in _WRAPPER_KEYS:
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
@@ -108,7 +117,10 @@ def load_weights_file(model: torch.nn.Module, path: str | Path) -> None:
                 (head[0], tuple(src_head[0].shape)),
                 (head[1], tuple(src_head[1].shape)),
             ]
-        state = port_lite_state_dict(state, template)
+        try:
+            state = port_lite_state_dict(state, template)
+        except ModelFileError as exc:
+            raise ModelFileError(f"{path}: {exc}") from None
     skip_head = any(k in state and state[k].shape != own[k].shape for k in head)
     if skip_head:
         state = {k: v for k, v in state.items() if k not in head}
@@ -211,3 +223,8 @@ SOURCES: dict[str, Callable[[ModelSpec, int, dict], torch.nn.Module]] = {
     LITE_PACKAGE: _from_lite_package,
     TIMM_HUB: _from_timm_hub,
 }
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:200]
