@@ -66,15 +66,21 @@ def load_run(run_dir: str | Path) -> dict:
     if not acts_path.is_file() or not frames_path.is_file():
         raise WasteNetError(f"{run_dir}: not a bin run folder (no actuations.jsonl/timings.jsonl)")
     acts = [json.loads(line) for line in acts_path.read_text().splitlines() if line.strip()]
-    times, inferred = [], 0
+    times, gaps, inferred, previous = [], [], 0, None
     with open(frames_path, encoding="utf-8") as handle:
         for line in handle:
             if line.strip():
                 record = json.loads(line)
                 times.append(record["t"])
-                inferred += int(record.get("present", True))
+                present = bool(record.get("present", True))
+                inferred += int(present)
+                if present and previous is not None and previous["present"]:
+                    gaps.append(record["t"] - previous["t"])
+                previous = record
     span = times[-1] - times[0] if len(times) > 1 else 0.0
     fps = (len(times) - 1) / span if span > 0 else 0.0
+    # The vote fills at the inference rate: the time between consecutive inferred frames.
+    ips = 1.0 / float(np.median(gaps)) if gaps and np.median(gaps) > 0 else fps
     config = {}
     if (run_dir / "run.json").is_file():
         config = json.loads((run_dir / "run.json").read_text()).get("config", {})
@@ -83,6 +89,7 @@ def load_run(run_dir: str | Path) -> dict:
         "frames": len(times),
         "inferred": inferred,
         "fps": fps,
+        "ips": ips,
         "config": config,
     }
 
@@ -93,7 +100,7 @@ def compare_run(run: dict, n: int | None = None, ips: float | None = None) -> di
     if not acts:
         raise WasteNetError("the run has no door actuations to measure")
     n = n or int(run["config"].get("vote", PAPER_N))
-    ips = ips or run["fps"]
+    ips = ips or run["ips"]
     queue = np.array([a["command_t"] - a["onset_t"] for a in acts])
     servo = np.array([a["servo_delay_s"] for a in acts])
     return {

@@ -54,8 +54,12 @@ def run_bin(
     opts: BinOptions,
     print_fn: Callable[[str], None] = print,
     stop: threading.Event | None = None,
+    engine=None,
 ):
-    """Build every part, run the loop until the source ends or a signal, close everything."""
+    """Build every part, run the loop until the source ends or a signal, close everything.
+
+    ``engine`` replaces loading ``opts.model`` (tests and benchmarks pass their own).
+    """
     from wastenet.accelerate import load_engine
     from wastenet.runtime.actuators import load_door_map, open_actuator
     from wastenet.runtime.gate import GateConfig, PresenceGate
@@ -65,9 +69,10 @@ def run_bin(
     from wastenet.runtime.vote import MajorityVote
 
     model = Path(opts.model) if opts.model else DEFAULT_MODEL
-    if not model.exists():
-        raise WasteNetError(_missing_model_message(model))
-    engine = load_engine(model)
+    if engine is None:
+        if not model.exists():
+            raise WasteNetError(_missing_model_message(model))
+        engine = load_engine(model)
     doors = load_door_map(opts.doors or DEFAULT_DOORS)
     missing = [c for c in engine.meta.labels if c not in doors.classes]
     if missing:
@@ -188,6 +193,7 @@ def _summary_dict(summary) -> dict:
         "inferred": summary.inferred,
         "elapsed_s": summary.elapsed_s,
         "fps": summary.fps,
+        "ips": summary.ips,
         "actuations": len(summary.actuations),
         "stages": summary.stages.summary(),
     }
@@ -204,12 +210,12 @@ def print_summary(summary, n: int, print_fn: Callable[[str], None] = print) -> N
     for name, s in summary.stages.summary().items():
         print_fn(f"| {name} | {s['median_ms']:.2f} | {s['mean_ms']:.2f} | {s['share']:.0%} |")
     acts = [a for a in summary.actuations if a.ok]
-    if acts and summary.fps > 0:
+    if acts and summary.ips > 0:
         q = sorted(a.queue_s for a in acts)[len(acts) // 2]
         servo = acts[0].servo_delay_s
         print_fn(
-            f"latency: queue {q * 1000:.0f} ms measured (eq. 1 at N={n}, {summary.fps:.1f} IPS:"
-            f" {queue_delay(n, summary.fps) * 1000:.0f} ms) + servo {servo * 1000:.0f} ms"
+            f"latency: queue {q * 1000:.0f} ms measured (eq. 1 at N={n}, {summary.ips:.1f} IPS:"
+            f" {queue_delay(n, summary.ips) * 1000:.0f} ms) + servo {servo * 1000:.0f} ms"
             f" = {(q + servo) * 1000:.0f} ms capture-to-door"
         )
 

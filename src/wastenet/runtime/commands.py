@@ -110,7 +110,7 @@ def _latency(args: argparse.Namespace) -> int:
     if args.run:
         c = lat.compare_run(lat.load_run(args.run), n=None, ips=None)
         print(
-            f"\nRun {args.run}: {c['actuations']} actuations, N={c['n']}, {c['ips']:.1f} frames/s"
+            f"\nRun {args.run}: {c['actuations']} actuations, N={c['n']}, {c['ips']:.1f} inferences/s"
         )
         print("| | measured s | equation s |\n| --- | ---: | ---: |")
         print(f"| queue | {c['measured_queue_s']:.3f} | {c['eq1_queue_s']:.3f} |")

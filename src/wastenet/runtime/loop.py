@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -62,10 +63,17 @@ class RunSummary:
     elapsed_s: float = 0.0
     actuations: list[Actuation] = field(default_factory=list)
     stages: StageStats = field(default_factory=StageStats)
+    inference_gaps: deque = field(default_factory=lambda: deque(maxlen=1000))
 
     @property
     def fps(self) -> float:
         return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def ips(self) -> float:
+        """Inferences per second while something is in view: the rate the vote fills at."""
+        gap = float(np.median(self.inference_gaps)) if self.inference_gaps else 0.0
+        return 1.0 / gap if gap > 0 else self.fps
 
 
 Hook = tuple[str, Callable[[FrameResult], None]]
@@ -97,6 +105,7 @@ class BinLoop:
         self.summary = RunSummary()
         self._fps = 0.0
         self._last_t: float | None = None
+        self._last_present_t: float | None = None
 
     def step(self) -> FrameResult | None:
         """Process one frame; None when the source has ended."""
@@ -110,6 +119,9 @@ class BinLoop:
         present = self.gate.update(frame.image) if self.gate is not None else True
         times["gate"] = clock() - t
         result = FrameResult(frame, present, times, fps=self._tick_fps(frame.t_capture))
+        if present and self._last_present_t is not None:
+            self.summary.inference_gaps.append(frame.t_capture - self._last_present_t)
+        self._last_present_t = frame.t_capture if present else None
         if present:
             t = clock()
             batch = preprocess(frame.image, self.size_hw, self.mean, self.std)

@@ -1,0 +1,288 @@
+"""The bin end to end: a replayed scene through a real ONNX model and simulated servos,
+the measured queue delay against equation 1, the MJPEG stream, the CLI and shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from wastenet.analysis import latency
+from wastenet.classes import NOT_SURE
+from wastenet.cli import main
+from wastenet.runtime.actuators import load_door_map, open_actuator
+from wastenet.runtime.app import BinOptions, run_bin
+from wastenet.runtime.gate import PresenceGate
+from wastenet.runtime.loop import BinLoop
+from wastenet.runtime.sources import ImageFolderSource
+from wastenet.runtime.vote import MajorityVote
+
+COLOURS = {
+    "cardboard": (150, 100, 50),
+    "glass": (40, 200, 90),
+    "metal": (160, 160, 170),
+    "paper": (250, 250, 240),
+    "plastic": (30, 60, 220),
+}
+BACKGROUND = (30, 30, 30)
+SCENE = ["cardboard", "glass", "metal", "paper", "plastic", "plastic", "cardboard"]
+
+
+def item_image(colour, seed, size_wh=(64, 48)):
+    """A coloured disc on the bin's dark, slightly noisy floor."""
+    rng = np.random.default_rng(seed)
+    w, h = size_wh
+    img = np.clip(np.array(BACKGROUND) + rng.integers(-6, 7, (h, w, 3)), 0, 255)
+    yy, xx = np.mgrid[0:h, 0:w]
+    cy, cx = h / 2 + rng.integers(-4, 5), w / 2 + rng.integers(-6, 7)
+    mask = (yy - cy) ** 2 + (xx - cx) ** 2 < (0.3 * h) ** 2
+    img[mask] = np.clip(np.array(colour) + rng.integers(-15, 16, (h, w, 3)), 0, 255)[mask]
+    return img.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def colour_model(tmp_path_factory):
+    pytest.importorskip("onnx")
+    from wastenet.accelerate import load_engine
+    from wastenet.runtime.testing import write_colour_model
+
+    path = tmp_path_factory.mktemp("model") / "colour.onnx"
+    examples = {c: [item_image(col, seed=s) for s in range(6)] for c, col in COLOURS.items()}
+    write_colour_model(path, examples, input_hw=(48, 64))
+    return path, load_engine(path)
+
+
+@pytest.fixture
+def scene_folder(tmp_path):
+    folder = tmp_path / "scene"
+    folder.mkdir()
+    for i, name in enumerate(SCENE):
+        Image.fromarray(item_image(COLOURS[name], seed=100 + i)).save(
+            folder / f"{i:02d}_{name}.png"
+        )
+    return folder
+
+
+class DelayedEngine:
+    """A real engine slowed to a given inference time, to replay the paper's 17 IPS Jetson."""
+
+    def __init__(self, inner, seconds: float) -> None:
+        self.inner, self.seconds, self.meta = inner, seconds, inner.meta
+
+    def predict(self, batch):
+        t0 = time.perf_counter()
+        out = self.inner.predict(batch)
+        time.sleep(max(0.0, self.seconds - (time.perf_counter() - t0)))
+        return out
+
+
+def test_replayed_scene_opens_one_correct_door_per_item(colour_model, scene_folder):
+    _, engine = colour_model
+    doors = load_door_map()
+    doors.hold_s = 0.0  # each door closes on the next frame, so every item must move a servo
+    source = ImageFolderSource(scene_folder, hold=12, gap=6, background="#1e1e1e", size=(64, 48))
+    actuator = open_actuator("sim://", doors)
+    loop = BinLoop(source, engine, MajorityVote(10, 0.7), actuator, doors, PresenceGate())
+    summary = loop.run()
+    assert summary.frames == len(SCENE) * 18
+    acts = summary.actuations
+    assert [a.label for a in acts] == SCENE  # one decision per item, in order, none repeated
+    assert [a.door for a in acts] == [doors.door_for(name) for name in SCENE]
+    assert all(a.ok for a in acts)
+    for k, act in enumerate(acts):  # decided while item k was in view, after N/2+1 of its frames
+        assert source.item_at(act.frame_index) == k
+        assert act.frame_index - (k * 18 + 6) == 5
+    opens = [c for c in actuator.commands if c.action == "open"]
+    assert [c.door for c in opens] == [doors.door_for(name) for name in SCENE]
+    assert summary.inferred == len(SCENE) * 12  # empty frames were never inferred
+
+
+def test_ambiguous_items_open_no_door(colour_model, tmp_path):
+    """Items halfway between two classes get ~50 % each: "not sure", which never opens a door."""
+    _, engine = colour_model
+    folder = tmp_path / "ambiguous"
+    folder.mkdir()
+    for i, (a, b) in enumerate([("cardboard", "metal"), ("glass", "plastic"), ("paper", "metal")]):
+        colour = tuple((np.array(COLOURS[a]) + COLOURS[b]) // 2)
+        Image.fromarray(item_image(colour, seed=200 + i)).save(folder / f"{i}.png")
+    doors = load_door_map()
+    source = ImageFolderSource(folder, hold=12, gap=6, background="#1e1e1e", size=(64, 48))
+    seen = []
+    loop = BinLoop(
+        source,
+        engine,
+        MajorityVote(10, 0.7),
+        open_actuator("sim://", doors),
+        doors,
+        PresenceGate(),
+        hooks=[("spy", seen.append)],
+    )
+    summary = loop.run()
+    assert summary.inferred == 36
+    assert {r.label for r in seen if r.present} == {NOT_SURE}
+    assert summary.actuations == []
+
+
+def test_measured_queue_delay_matches_equation_1(colour_model, scene_folder, tmp_path):
+    """Paper section 5.6: N=10 at 17 IPS -> (10/2 + 1)/17 = 0.353 s before the door command."""
+    path, engine = colour_model
+    ips, n = 17.0, 10
+    scene = sorted(scene_folder.iterdir())[:2]
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for p in scene:
+        (folder / p.name).write_bytes(p.read_bytes())
+    run_dir = tmp_path / "run"
+    opts = BinOptions(
+        source=f"{folder}?fps=100&hold=70&gap=25&background=%231e1e1e&size=64x48",
+        actuator="sim://",
+        vote=n,
+        threshold=0.7,
+        headless=True,
+        run_dir=str(run_dir),
+    )
+    lines = []
+    summary = run_bin(opts, lines.append, engine=DelayedEngine(engine, 1 / ips))
+    assert [a.label for a in summary.actuations] == ["cardboard", "glass"]
+    measured = latency.compare_run(latency.load_run(run_dir))
+    frame_time = 1 / measured["ips"]
+    assert measured["ips"] == pytest.approx(ips, rel=0.15)
+    assert measured["eq1_queue_s"] == pytest.approx(latency.queue_delay(n, measured["ips"]))
+    assert abs(measured["measured_queue_s"] - measured["eq1_queue_s"]) < frame_time
+    assert abs(measured["measured_queue_s"] - latency.queue_delay(n, ips)) < 1 / ips
+    assert measured["measured_total_s"] == pytest.approx(measured["measured_queue_s"] + 0.646)
+    assert any("latency: queue" in line for line in lines)
+
+
+def test_latency_equations_match_the_paper():
+    assert latency.queue_delay(10, 17) == pytest.approx(0.354, abs=0.002)  # 6 * 0.059 s
+    assert latency.servo_latency(1.0, 10, 17) == pytest.approx(0.646, abs=0.002)
+    assert latency.equation1(10, 17, t_cts=1.0, n=10) == pytest.approx(1.0)
+    assert latency.equation2(10, 17) == pytest.approx(0.353 + 0.646, abs=0.002)
+    assert latency.equation1(20, 17) - latency.equation1(10, 17) == pytest.approx(5 / 17)
+
+
+def test_mjpeg_stream_serves_jpeg_parts():
+    from wastenet.runtime.overlay import MjpegServer, draw_overlay
+
+    server = MjpegServer(port=0)
+    try:
+        frame = draw_overlay(np.zeros((48, 64, 3), np.uint8), "glass", 0.93, 17.0, [1])
+        server.publish(frame)
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/stream", timeout=5) as resp:
+            assert resp.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+            assert resp.readline().strip() == b"--wastenetframe"
+            headers = {}
+            while (line := resp.readline().strip()) != b"":
+                key, value = line.decode().split(":", 1)
+                headers[key.lower()] = value.strip()
+            assert headers["content-type"] == "image/jpeg"
+            jpeg = resp.read(int(headers["content-length"]))
+        assert jpeg[:2] == b"\xff\xd8" and jpeg[-2:] == b"\xff\xd9"
+        import cv2
+
+        decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert decoded.shape == (48, 64, 3) and decoded[:10].mean() < decoded[20:].mean() + 255
+    finally:
+        server.close()
+
+
+def test_overlay_draws_on_a_copy():
+    from wastenet.runtime.overlay import draw_overlay
+
+    image = np.full((96, 128, 3), 120, np.uint8)
+    out = draw_overlay(image, "metal", 0.88, 12.5, [2])
+    assert out.shape == image.shape and (image == 120).all()
+    assert (out[:20] != 120).any()
+
+
+def test_cli_without_model_says_how_to_get_one(tmp_path, capsys):
+    code = main(["run", "--model", str(tmp_path / "none.onnx"), "--run-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no model there" in err and "Traceback" not in err
+
+
+def test_cli_bad_source_is_a_clear_error(colour_model, tmp_path, capsys):
+    path, _ = colour_model
+    code = main(
+        ["run", "--model", str(path), "--source", "ftp://x", "--run-dir", str(tmp_path / "r")]
+    )
+    assert code == 2 and "unknown source scheme" in capsys.readouterr().err
+
+
+def test_cli_run_and_latency_on_a_scene(colour_model, scene_folder, tmp_path, capsys):
+    path, _ = colour_model
+    run_dir = tmp_path / "run"
+    store = tmp_path / "store"
+    code = main(
+        [
+            "run",
+            "--model",
+            str(path),
+            "--source",
+            f"{scene_folder}?hold=12&gap=6&background=%231e1e1e",
+            "--run-dir",
+            str(run_dir),
+            "--store",
+            str(store),
+            "--store-policy",
+            "every:5",
+            "--headless",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.count("-> door") == len(SCENE)
+    assert "| inference |" in out and "| store |" in out
+    assert (run_dir / "run.json").is_file()
+    assert main(["latency", "--run", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "| queue |" in out and f"{len(SCENE)} actuations" in out
+    assert main(["latency", "--n", "10", "--ips", "17"]) == 0
+    assert "| 10 * | 0.353 | 0.646 | 0.999 |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_sigterm_shuts_down_cleanly(colour_model, scene_folder, tmp_path):
+    path, _ = colour_model
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wastenet.cli",
+            "run",
+            "--model",
+            str(path),
+            "--source",
+            f"{scene_folder}?fps=30&hold=12&gap=6&loop=0&background=%231e1e1e",
+            "--run-dir",
+            str(run_dir),
+            "--store",
+            str(tmp_path / "store"),
+            "--store-policy",
+            "all",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 20
+    while (
+        not (run_dir / "timings.jsonl").is_file()
+        or (run_dir / "timings.jsonl").stat().st_size < 500
+    ):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "frames" in out and "| stage |" in out and "Traceback" not in err
+    assert (run_dir / "run.json").is_file()
