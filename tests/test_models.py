@@ -159,6 +159,13 @@ def test_bundle_hash_follows_the_weights(lite0_bundle, tmp_path):
     assert bundle_hash(other) != bundle_hash(path)
 
 
+def test_save_bundle_unwraps_compiled_and_data_parallel_models(lite0_bundle, tmp_path):
+    model, path = lite0_bundle
+    wrapped = torch.nn.DataParallel(torch.compile(model))  # compiles lazily: cheap here
+    again = save_bundle(wrapped, meta_for("efficientnet_lite0"), tmp_path / "w.safetensors")
+    assert bundle_hash(again) == bundle_hash(path)
+
+
 def test_save_bundle_refuses_label_count_mismatch(lite0_bundle, tmp_path):
     with pytest.raises(ValueError, match="5 outputs but meta lists 3"):
         save_bundle(lite0_bundle[0], meta_for("efficientnet_lite0", CLASSES[:3]), tmp_path / "x.st")

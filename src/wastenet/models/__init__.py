@@ -4,7 +4,13 @@ Importing this package does not import torch: the registry is plain data, and th
 factory, weight port and bundle functions import torch/timm/safetensors when called.
 """
 
-from wastenet.models.bundle import bundle_hash, count_parameters, load_bundle, save_bundle
+from wastenet.models.bundle import (
+    bundle_hash,
+    count_parameters,
+    load_bundle,
+    save_bundle,
+    unwrap_model,
+)
 from wastenet.models.registry import (
     SPECS,
     ModelSpec,
@@ -25,4 +31,5 @@ __all__ = [
     "list_models",
     "load_bundle",
     "save_bundle",
+    "unwrap_model",
 ]

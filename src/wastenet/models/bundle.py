@@ -28,11 +28,26 @@ def bundle_hash(path: str | Path) -> str:
     return file_sha256(path)
 
 
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain model inside DDP / DataParallel / torch.compile wrappers (their keys differ)."""
+    import torch
+
+    wrappers = (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
+    while True:
+        if isinstance(model, wrappers):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
 def save_bundle(model: torch.nn.Module, meta: BundleMeta, path: str | Path) -> Path:
     """Write ``model``'s weights and ``meta`` to ``path`` atomically (a crash leaves no half file)."""
     from safetensors.torch import save_file
 
     path = Path(path)
+    model = unwrap_model(model)
     heads = getattr(model, "num_classes", None)
     if heads is not None and heads != len(meta.labels):
         raise ValueError(f"model has {heads} outputs but meta lists {len(meta.labels)} labels")

@@ -69,7 +69,9 @@ SPECS: dict[str, ModelSpec] = {
         _lite(2, 260),
         _hub("mobilenetv3_large_100", 224),
         # A tiny timm test network (about 0.1 M parameters) for fast tests; random init only.
-        ModelSpec("tiny_efficientnet", "test_efficientnet", IMAGENET_MEAN, IMAGENET_STD, 160, TIMM_HUB),
+        ModelSpec(
+            "tiny_efficientnet", "test_efficientnet", IMAGENET_MEAN, IMAGENET_STD, 160, TIMM_HUB
+        ),
     )
 }
 
