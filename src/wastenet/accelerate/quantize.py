@@ -96,7 +96,11 @@ def quantize_ort(
         weight_type=QuantType.QInt8,
         calibrate_method=_method(method),
         nodes_to_exclude=list(exclude or []),
-        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        extra_options={
+            "ActivationSymmetric": False,
+            "WeightSymmetric": True,
+            "CalibMaxIntermediateOutputs": 8,  # flush ranges every 8 images: bounded memory
+        },
     )
     return out_path
 

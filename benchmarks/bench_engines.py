@@ -1,0 +1,99 @@
+"""Every CPU format of the shipped model, in one run: the paper's table 5 and figure 9.
+
+Exports Lite0 (5 classes, 75 % resolution = 288x384) to every format that runs here,
+benchmarks each at batch 1 in its own process on --threads cores, and reports p50
+latency, inferences/s and the speed-up of the fastest format over PyTorch eager FP32.
+Without --bundle it builds Lite0 with ImageNet weights (random head): fine for speed;
+pass the trained bundle for the shipped numbers. INT8 calibrates on real images (the
+manifest's train split, or TrashNet photos), never on random data.
+
+    python benchmarks/bench_engines.py --threads 2 --iters 300
+    python benchmarks/bench_engines.py --bundle runs/lite0/best.safetensors --calib-manifest runs/data/manifest.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+from pathlib import Path
+
+from wastenet.accelerate.bench import bench_one, markdown, write_results
+from wastenet.accelerate.export import CalibSource, export_bundle
+from wastenet.classes import CLASSES, input_size_for
+
+HERE = Path(__file__).resolve().parent
+CPU_FORMATS = ["onnx", "onnx-fp16", "ort-int8", "openvino", "openvino-int8"]
+DEFAULT_IMAGES = HERE.parent.parent / "shared" / "data" / "trashnet"
+
+
+def make_bundle(path: Path, arch: str, resolution_pct: float) -> Path:
+    """A Lite0 bundle at the given resolution (ImageNet weights when available)."""
+    from wastenet.meta import BundleMeta
+    from wastenet.models import create_model, default_config, save_bundle
+
+    try:
+        model = create_model(arch, len(CLASSES), pretrained=True)
+    except Exception:  # offline without the weights package: speed does not depend on them
+        model = create_model(arch, len(CLASSES), pretrained=False)
+    cfg = default_config(arch)
+    h, w = input_size_for(resolution_pct)
+    meta = BundleMeta(arch, list(CLASSES), [h, w], list(cfg["mean"]), list(cfg["std"]),
+                      resolution_pct=resolution_pct)  # fmt: skip
+    return save_bundle(model, meta, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, help="trained .safetensors (default: build Lite0)")
+    parser.add_argument("--arch", default="efficientnet_lite0")
+    parser.add_argument("--resolution", type=float, default=75.0)
+    parser.add_argument("--formats", nargs="+", default=CPU_FORMATS)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--calib-manifest", type=Path)
+    parser.add_argument("--calib-images", type=Path, default=DEFAULT_IMAGES)
+    parser.add_argument("--calib-count", type=int, default=200)
+    parser.add_argument("--work", type=Path, help="where artifacts go (default: a temp dir)")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="wastenet-bench-"))
+    bundle = args.bundle or make_bundle(work / "lite0.safetensors", args.arch, args.resolution)
+    calib = CalibSource(manifest=args.calib_manifest,
+                        folder=None if args.calib_manifest else args.calib_images)  # fmt: skip
+    results = export_bundle(bundle, args.formats, work, {"calib_count": args.calib_count}, calib)
+    paths = [bundle] + [r.path for r in results if r.status == "ok" and r.format != "torch"]
+    skipped = {r.format: r.reason for r in results if r.status != "ok"}
+    rows = [bench_one(p, args.threads, args.warmup, args.iters) for p in paths]
+    eager = next(r for r in rows if r["format"] == "torch")
+    fastest = min(rows, key=lambda r: r["p50_ms"])
+    summary = {
+        "bundle": str(bundle),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": args.threads,
+        "iters": args.iters,
+        "fastest": fastest["format"],
+        "fastest_p50_ms": fastest["p50_ms"],
+        "fastest_ips_p50": fastest["ips_p50"],
+        "speedup_vs_eager": eager["p50_ms"] / fastest["p50_ms"],
+        "skipped": skipped,
+        "exports": [r.to_dict() for r in results],
+    }
+    files = write_results(rows, args.out, stem="engines")
+    data = json.loads(files["json"].read_text())
+    files["json"].write_text(json.dumps({**data, "summary": summary}, indent=2, default=str))
+    print(markdown(rows))
+    print(
+        f"\nfastest: {fastest['format']} p50 {fastest['p50_ms']:.2f} ms "
+        f"({fastest['ips_p50']:.0f} IPS), {summary['speedup_vs_eager']:.1f}x over eager FP32"
+    )
+    for name, reason in skipped.items():
+        print(f"skipped {name}: {reason}")
+    print(f"written: {files['json']}, {files['md']}, {files['png']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""`wastenet export / verify / bench` on a real (tiny-input) Lite0 bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from conftest import make_image_folder
+from wastenet.classes import CLASSES
+from wastenet.cli import main
+from wastenet.meta import BundleMeta, file_sha256
+
+pytest.importorskip("timm")
+pytest.importorskip("onnx")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    from wastenet.data.manifest import Item, Manifest
+    from wastenet.models import create_model, save_bundle
+
+    root = tmp_path_factory.mktemp("cli")
+    images = make_image_folder(root / "imgs", per_class=4)
+    model = create_model("efficientnet_lite0", len(CLASSES), pretrained=False)
+    meta = BundleMeta("efficientnet_lite0", list(CLASSES), [48, 64], [0.5] * 3, [0.5] * 3)
+    bundle = save_bundle(model, meta, root / "m.safetensors")
+    items = []
+    for i, path in enumerate(sorted(images.rglob("*.jpg"))):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        split = "test" if i % 2 else "train"
+        items.append(Item(str(path), "tiny", (path.parent.name,), digest, split))
+    manifest = Manifest(all_items=items).save(root / "manifest.json")
+    return root, bundle, manifest
+
+
+def test_export_list_shows_every_row(capsys):
+    assert main(["export", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("torch", "onnx", "ort-int8", "openvino-int8", "tensorrt-int8"):
+        assert f"| {name} |" in out
+    assert "1 << 25" in out or "33554432" in out
+
+
+def test_export_verify_bench(workdir, capsys):
+    root, bundle, manifest = workdir
+    out = root / "out"
+    args = ["export", str(bundle), "--format", "onnx", "--format", "ort-int8",
+            "--format", "tensorrt-fp16", "--out", str(out),
+            "--calib-manifest", str(manifest), "--calib-count", "8"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "tensorrt-fp16" in printed and "skipped" in printed
+    record = json.loads((out / "export.json").read_text())["artifacts"]
+    assert record["m.onnx"]["source_hash"] == file_sha256(bundle)
+    assert record["m.int8.onnx"]["record"]["calibration_images"] == 8
+
+    # FP32 ONNX matches its source exactly; -1 points allowed drop makes it fail loudly.
+    assert main(["verify", str(out / "m.onnx"), "--manifest", str(manifest)]) == 0
+    report = json.loads((out / "verify.json").read_text())["rows"][0]
+    assert report["agreement"] == 100.0 and report["max_prob_diff"] < 1e-4
+    assert report["reference"] == str(bundle.resolve())
+    fail = ["verify", str(out / "m.onnx"), "--manifest", str(manifest), "--max-drop", "-1"]
+    assert main(fail) == 1
+
+    assert main(["bench", str(bundle), str(out / "m.onnx"), "--threads", "1",
+                 "--warmup", "2", "--iters", "5", "--out", str(root / "bench")]) == 0  # fmt: skip
+    rows = json.loads((root / "bench" / "bench.json").read_text())["rows"]
+    assert [r["format"] for r in rows] == ["torch", "onnx"]
+    for row in rows:
+        assert 0 < row["p50_ms"] <= row["p99_ms"] and row["peak_rss_mb"] > 10
+        assert row["size_mb"] > 1 and row["ips_p50"] == pytest.approx(1000 / row["p50_ms"])
+    assert (root / "bench" / "bench.png").stat().st_size > 1000
+
+
+def test_errors_print_one_line(workdir, capsys):
+    root, bundle, manifest = workdir
+    assert main(["export", str(bundle), "--format", "onnx", "--workspace", "5"]) == 2
+    assert "apply to none" in capsys.readouterr().err
+    assert main(["export", str(bundle), "--format", "ort-int8", "--out", str(root / "x")]) == 2
+    assert "real training images" in capsys.readouterr().err
+    other = root / "other.safetensors"
+    other.write_bytes(bundle.read_bytes()[:-8] + b"\0" * 8)
+    onnx_path = root / "out" / "m.onnx"
+    if not onnx_path.exists():
+        assert main(["export", str(bundle), "--format", "onnx", "--out", str(root / "out")]) == 0
+    code = main(["verify", str(onnx_path), "--manifest", str(manifest), "--reference", str(other)])
+    assert code == 2
+    assert "another model" in capsys.readouterr().err
