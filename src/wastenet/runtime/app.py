@@ -6,7 +6,9 @@ TrashNet samples, replayed as a camera would see them, with simulated servos.
 
 from __future__ import annotations
 
+import logging
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from wastenet.errors import WasteNetError
+
+log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_MODEL = ASSETS / "model" / "wastenet-lite0.onnx"
@@ -182,7 +186,16 @@ def _store_hook(opts: BinOptions, engine, parts: list):
     def keep(result) -> None:
         if result.probs is not None:
             decided = result.vote.label if result.vote else None
-            store.offer(result.frame.image, result.label, result.probs, decided, result.frame.index)
+            try:
+                store.offer(
+                    result.frame.image, result.label, result.probs, decided, result.frame.index
+                )
+            except (
+                OSError,
+                sqlite3.Error,
+                WasteNetError,
+            ) as exc:  # a full disk must not stop the bin
+                log.error("sample store: %s (sample dropped, bin goes on)", exc)
 
     return keep
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,61 +17,13 @@ import numpy as np
 from wastenet.classes import NOT_SURE
 from wastenet.preprocess import preprocess
 from wastenet.runtime.actuators import Actuator, DoorMap
+from wastenet.runtime.events import Actuation, FrameResult, RunSummary
 from wastenet.runtime.gate import PresenceGate
-from wastenet.runtime.sources import Frame, FrameSource
-from wastenet.runtime.timings import StageStats
-from wastenet.runtime.vote import MajorityVote, VoteResult
+from wastenet.runtime.sources import FrameSource
+from wastenet.runtime.vote import MajorityVote
 
 if TYPE_CHECKING:
     from wastenet.accelerate import Engine
-
-
-@dataclass
-class FrameResult:
-    frame: Frame
-    present: bool
-    times: dict[str, float]
-    probs: np.ndarray | None = None
-    label: str | None = None  # top-1 class, NOT_SURE below the vote's confidence bar
-    confidence: float | None = None
-    vote: VoteResult | None = None
-    fps: float = 0.0
-
-
-@dataclass
-class Actuation:
-    frame_index: int
-    label: str
-    door: int | None  # None: the class has no door in the map
-    onset_t: float  # capture time of the first window entry for this class
-    decision_t: float  # capture time of the frame that decided
-    command_t: float  # when the door command was sent
-    servo_delay_s: float
-    ok: bool
-
-    @property
-    def queue_s(self) -> float:
-        return self.command_t - self.onset_t
-
-
-@dataclass
-class RunSummary:
-    frames: int = 0
-    inferred: int = 0
-    elapsed_s: float = 0.0
-    actuations: list[Actuation] = field(default_factory=list)
-    stages: StageStats = field(default_factory=StageStats)
-    inference_gaps: deque = field(default_factory=lambda: deque(maxlen=1000))
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def ips(self) -> float:
-        """Inferences per second while something is in view: the rate the vote fills at."""
-        gap = float(np.median(self.inference_gaps)) if self.inference_gaps else 0.0
-        return 1.0 / gap if gap > 0 else self.fps
 
 
 Hook = tuple[str, Callable[[FrameResult], None]]
