@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--memory-engine", help="engine for the memory run (default: cheap colour model)"
     )
+    parser.add_argument("--memory-size", default="384x288", help="frame WxH of the memory run")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
 
@@ -162,12 +163,13 @@ def main(argv: list[str] | None = None) -> int:
             run["engine"] = name
             result["runs"].append(run)
             print(f"{name} gate={gate}: {run['fps']:.1f} frames/s", file=sys.stderr)
-    mem_engine = (
-        load_engine(args.memory_engine, threads=args.threads)
-        if args.memory_engine
-        else colour_engine(tmp)
-    )
-    result["memory"] = memory_growth(mem_engine, args.memory_frames)
+    w, h = (int(v) for v in args.memory_size.split("x"))
+    if args.memory_engine:
+        mem_engine = load_engine(args.memory_engine, threads=args.threads)
+    else:
+        mem_engine = colour_engine(tmp, input_hw=(h, w))
+    result["memory"] = memory_growth(mem_engine, args.memory_frames, (w, h))
+    result["memory"]["frame_size"] = args.memory_size
     result["memory"]["engine"] = args.memory_engine or "colour-centroid ONNX (cheap stand-in)"
     result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1000
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
