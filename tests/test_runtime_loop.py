@@ -286,3 +286,84 @@ def test_sigterm_shuts_down_cleanly(colour_model, scene_folder, tmp_path):
     assert proc.returncode == 0, err
     assert "frames" in out and "| stage |" in out and "Traceback" not in err
     assert (run_dir / "run.json").is_file()
+
+
+class FixedEngine:
+    """A tiny in-test engine: always the same probabilities."""
+
+    def __init__(self, probs):
+        from wastenet.meta import BundleMeta
+
+        self.meta = BundleMeta("fixed", list(COLOURS), [12, 16], [0.5] * 3, [0.5] * 3)
+        self.probs = np.asarray([probs], np.float32)
+
+    def predict(self, batch):
+        assert batch.shape == (1, 3, 12, 16) and batch.dtype == np.float32
+        return self.probs
+
+
+def test_camera_lost_for_good_ends_the_run_cleanly():
+    from wastenet.errors import SourceError
+    from wastenet.runtime.sources import Frame, ReconnectingSource
+
+    frames = iter([Frame(np.zeros((12, 16, 3), np.uint8), float(i), i) for i in range(4)])
+
+    class Camera:
+        def read(self):
+            return next(frames, None)
+
+        def close(self):
+            pass
+
+    opened = []
+
+    def factory():
+        opened.append(1)
+        if len(opened) > 1:
+            raise SourceError("/dev/video0: cannot open")
+        return Camera()
+
+    reports = []
+    source = ReconnectingSource(
+        factory,
+        "cam",
+        max_failures=2,
+        backoff_s=0.0,
+        on_report=reports.append,
+        sleep=lambda s: None,
+    )
+    doors = load_door_map()
+    loop = BinLoop(
+        source,
+        FixedEngine([0, 0, 1, 0, 0]),
+        MajorityVote(3, 0.5),
+        open_actuator("sim://", doors),
+        doors,
+    )
+    summary = loop.run()
+    assert summary.frames == 4 and [a.label for a in summary.actuations] == ["metal"]
+    assert len(opened) == 3 and "gave up" in reports[-1]
+
+
+def test_store_fault_does_not_stop_the_bin(tmp_path, monkeypatch):
+    from wastenet.runtime import store as store_module
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_module.SampleStore, "_write_jpeg", full_disk)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (16, 12), (200, 10, 10)).save(folder / "a.png")
+    opts = BinOptions(
+        source=f"{folder}?hold=5&size=16x12",
+        vote=3,
+        threshold=0.5,
+        gate=False,
+        headless=True,
+        run_dir=str(tmp_path / "run"),
+        store=str(tmp_path / "s"),
+        store_policy="all",
+    )
+    summary = run_bin(opts, lambda line: None, engine=FixedEngine([0.9, 0.1, 0, 0, 0]))
+    assert summary.frames == 5 and [a.door for a in summary.actuations] == [0]
