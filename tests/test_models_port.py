@@ -78,7 +78,14 @@ def test_trashnet_photos_get_sensible_imagenet_classes(lite0, shared_data, name,
     assert set(top) & set(expected), f"{name}: top 5 {top}"
 
 
-@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "efficientnet_lite0",
+        pytest.param("efficientnet_lite1", marks=pytest.mark.slow),
+        pytest.param("efficientnet_lite2", marks=pytest.mark.slow),
+    ],
+)
 def test_port_equals_reference_model(name):
     """Same input, same logits as efficientnet-lite-pytorch's own EfficientNet."""
     reference_pkg = pytest.importorskip("efficientnet_lite_pytorch")
