@@ -53,6 +53,12 @@ def _method(name: str):
     return table[name]
 
 
+def _flush_every(count: int) -> int:
+    """Merge MinMax ranges every N images (bounded memory). ORT fails when N divides
+    the image count (nothing left for its last merge), so pick an N that does not."""
+    return next(n for n in range(8, 64) if count % n)
+
+
 def graph_nodes(path: Path) -> list:
     import onnx
 
@@ -99,7 +105,7 @@ def quantize_ort(
         extra_options={
             "ActivationSymmetric": False,
             "WeightSymmetric": True,
-            "CalibMaxIntermediateOutputs": 8,  # flush ranges every 8 images: bounded memory
+            "CalibMaxIntermediateOutputs": _flush_every(len(calib)),
         },
     )
     return out_path
