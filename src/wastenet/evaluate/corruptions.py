@@ -97,15 +97,25 @@ def white_balance(img: np.ndarray, severity: int, rng: np.random.Generator) -> n
     return _to_uint8(img.astype(np.float32) * gains.astype(np.float32))
 
 
-def _card_background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """A plain light grey/white card under a ring light: faint radial falloff and grain."""
-    tone = rng.uniform(215, 245)
-    tint = rng.uniform(-4, 4, size=3)
+def _backdrop_tone(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The bin's light grey/white card, leaning towards the photo's own backdrop when that
+    is light too (a studio photo), so the seam is soft; a frame-filling object (border not
+    light) gets the plain card."""
+    card = rng.uniform(215, 245) + rng.uniform(-4, 4, size=3)
+    border = _border_colour(img)
+    lean = 0.6 * float(np.clip((border.min() - 170.0) / 40.0, 0.0, 1.0))
+    return (1 - lean) * card + lean * border
+
+
+def _card_background(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A plain card under a ring light: faint radial falloff and grain."""
+    h, w = img.shape[:2]
+    tone = _backdrop_tone(img, rng)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     r = np.sqrt(((yy - h / 2) / h) ** 2 + ((xx - w / 2) / w) ** 2)
     shade = 1.0 - 0.12 * r[..., None]
     grain = rng.normal(0, 2.0, size=(h, w, 1))
-    return (tone + tint) * shade + grain
+    return tone * shade + grain
 
 
 def _textured_background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
@@ -141,8 +151,7 @@ def _zoom_out(img, severity, rng, background: np.ndarray) -> np.ndarray:
 
 def zoom_out_card(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Object small in frame on the paper's test bed: shrunk and placed on a white card."""
-    h, w = img.shape[:2]
-    return _zoom_out(img, severity, rng, _card_background(h, w, rng))
+    return _zoom_out(img, severity, rng, _card_background(img, rng))
 
 
 def zoom_out_textured(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -157,7 +166,7 @@ def partial_framing(img: np.ndarray, severity: int, rng: np.random.Generator) ->
     shift = _level((0.15, 0.25, 0.35, 0.45, 0.55), severity)
     angle = rng.uniform(0, 2 * np.pi)
     dx, dy = round(np.cos(angle) * shift * w), round(np.sin(angle) * shift * h)
-    fill = _border_colour(img)
+    fill = _backdrop_tone(img, rng)
     out = np.empty(img.shape, np.float32)
     out[:] = fill + rng.normal(0, 2.0, size=(h, w, 1))
     src = img[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]

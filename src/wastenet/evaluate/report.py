@@ -136,8 +136,9 @@ def write_outputs(report: dict, out_dir: str | Path, images: np.ndarray, items) 
     (out / "report.md").write_text(render_markdown(report))
     for source, group in report["per_source"].items():
         path = out / f"confusion_{_safe(source)}.png"
-        acc = group["set_accuracy"] or 0.0
-        save_confusion_png(group["confusion"], path, f"{source} ({100 * acc:.1f} %)")
+        acc = 100 * (group["set_accuracy"] or 0.0)
+        title = f"{source}: accuracy {acc:.1f} % on {group['n']} items"
+        save_confusion_png(group["confusion"], path, title)
         written.append(path)
     rob = report.get("robustness")
     if rob:
