@@ -111,6 +111,19 @@ def safetensors_parameter_count(path: str | Path) -> int | None:
     return total
 
 
+def onnx_parameter_count(path: str | Path) -> int | None:
+    """Elements in an ONNX graph's initializers (weights); None without the onnx package."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # a damaged file: the size is still worth reporting
+        return None
+    return int(sum(int(np.prod(t.dims, dtype=np.int64)) for t in graph.initializer))
+
+
 def model_stats(predictor: Predictor, path: str | Path | None = None) -> dict:
     """Parameters and file size, as table 5 reports them."""
     params = getattr(predictor, "num_parameters", None)
@@ -127,4 +140,6 @@ def model_stats(predictor: Predictor, path: str | Path | None = None) -> dict:
         stats.update(path=str(path), file_size_bytes=int(size), file_size_mb=round(size / 1e6, 3))
         if stats["parameters"] is None and path.suffix == ".safetensors":
             stats["parameters"] = safetensors_parameter_count(path)
+        elif stats["parameters"] is None and path.suffix == ".onnx":
+            stats["parameters"] = onnx_parameter_count(path)
     return stats

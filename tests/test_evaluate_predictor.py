@@ -1,0 +1,117 @@
+"""Predictors: torch and a real ONNX Runtime engine agree; images, cache, stats, errors."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from conftest import make_image_folder
+from wastenet.classes import CLASSES
+from wastenet.errors import ModelFileError, WasteNetError
+from wastenet.meta import BundleMeta
+
+torch = pytest.importorskip("torch")
+
+SIZE_HW = (48, 64)
+META = BundleMeta("tiny-seq", list(CLASSES), list(SIZE_HW), [0.5] * 3, [0.25] * 3)
+
+
+@dataclass(frozen=True)
+class FakeItem:
+    """Only what evaluation reads from a manifest item (and the cache's sha256)."""
+
+    path: str
+    source: str
+    labels: tuple
+    sha256: str
+
+
+@pytest.fixture
+def items(tmp_path):
+    root = make_image_folder(tmp_path / "imgs", per_class=2, classes=("glass", "metal"))
+    return [
+        FakeItem(str(p), "s", (p.parent.name,), f"{i:064x}")
+        for i, p in enumerate(sorted(root.rglob("*.jpg")))
+    ]
+
+
+@pytest.fixture
+def net():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 5),
+    ).eval()
+
+
+def test_onnx_engine_matches_torch(tmp_path, items, net):
+    pytest.importorskip("onnxruntime")
+    from wastenet.accelerate.onnx_export import export_onnx
+    from wastenet.evaluate.dataset import load_images
+    from wastenet.evaluate.predictor import (
+        TorchModulePredictor,
+        load_predictor,
+        model_stats,
+        predict_images,
+    )
+
+    images, kept, skipped = load_images(items, SIZE_HW)
+    assert images.shape == (len(items), *SIZE_HW, 3) and not skipped
+    onnx_path = export_onnx(net, META, tmp_path / "tiny.onnx")
+    engine = load_predictor(onnx_path)
+    torch_probs = predict_images(TorchModulePredictor(net, META, "cpu"), images, batch_size=3)
+    onnx_probs = predict_images(engine, images, batch_size=3)
+    assert onnx_probs.shape == (len(items), 5)
+    np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-5)
+    stats = model_stats(engine, onnx_path)
+    assert stats["parameters"] == sum(p.numel() for p in net.parameters())
+    assert stats["file_size_bytes"] == onnx_path.stat().st_size
+
+
+def test_safetensors_header_parameter_count(tmp_path, net):
+    from safetensors.torch import save_file
+
+    from wastenet.evaluate.predictor import safetensors_parameter_count
+
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    assert safetensors_parameter_count(path) == sum(p.numel() for p in net.parameters())
+
+
+def test_load_images_skips_unreadable_and_cache_matches(tmp_path, items):
+    from wastenet.evaluate.dataset import load_images
+
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    with_bad = [*items, FakeItem(str(bad), "s", ("glass",), "f" * 64)]
+    images, kept, skipped = load_images(with_bad, SIZE_HW)
+    assert len(kept) == len(items) and skipped[0]["path"] == str(bad)
+    cached, kept_c, _ = load_images(items, SIZE_HW, cache_dir=tmp_path / "cache")
+    assert np.array_equal(cached, images) and kept_c == items
+
+
+def test_predictor_errors(tmp_path, items, net):
+    from wastenet.evaluate.predictor import TorchModulePredictor, load_predictor
+    from wastenet.evaluate.report import evaluate_model
+
+    with pytest.raises(ModelFileError, match="no such model"):
+        load_predictor(tmp_path / "absent.onnx")
+    odd = tmp_path / "model.xyz"
+    odd.write_bytes(b"0" * 32)
+    with pytest.raises(WasteNetError):
+        load_predictor(odd)
+
+    class OneSplit:
+        ood = []
+
+        def items(self, split=None):
+            return items
+
+    shuffled = BundleMeta("tiny-seq", list(reversed(CLASSES)), list(SIZE_HW), [0.5] * 3, [0.25] * 3)
+    with pytest.raises(WasteNetError, match="not WasteNet's classes"):
+        evaluate_model(TorchModulePredictor(net, shuffled, "cpu"), OneSplit(), robustness=False)
+    with pytest.raises(WasteNetError, match="threshold"):
+        evaluate_model(TorchModulePredictor(net, META, "cpu"), OneSplit(), threshold=1.5)
