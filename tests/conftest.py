@@ -10,6 +10,13 @@ from PIL import Image
 
 from wastenet.classes import CLASSES
 
+try:  # one thread: tests share two cores with each other and with training jobs
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # the deploy-side install has no torch
+    pass
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

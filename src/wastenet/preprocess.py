@@ -16,7 +16,7 @@ def fit_image(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """Rotate to the target orientation, centre-crop to its aspect, resize."""
     target_h, target_w = size_hw
     h, w = image.shape[:2]
-    if (h > w) != (target_h > target_w) and h != w:
+    if target_h != target_w and h != w and (h > w) != (target_h > target_w):
         image = cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
         h, w = w, h
     target_aspect = target_w / target_h

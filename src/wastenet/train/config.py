@@ -41,7 +41,7 @@ class TrainConfig:
             PhaseConfig("consolidation", 8, 4.3e-6),
         ]
     )
-    augment: dict = field(default_factory=lambda: {"preset": "paper_table3"})
+    augment: dict = field(default_factory=lambda: {"preset": "table3"})
     freeze_stem_blocks: int = 0  # keep the first k backbone blocks frozen throughout (CPU speed)
     seed: int = 0
     workers: int = 0

@@ -1,0 +1,89 @@
+"""`wastenet train` and `wastenet lr-find`."""
+
+from __future__ import annotations
+
+EPILOG_TRAIN = """examples:
+  wastenet train lite0_mixed_75 --set manifest=runs/data/manifest.json --out runs/lite0
+  wastenet train runs/lite0/config.yaml --out runs/lite0 --resume
+  wastenet train --list
+  torchrun --nproc-per-node 2 -m wastenet.cli train b0_mixed_75 --set manifest=... --out runs/ddp
+
+Ctrl-C stops after the current step and saves a resumable checkpoint."""
+
+EPILOG_LR = """example:
+  wastenet lr-find efficientnet_b0_100 --set manifest=runs/data/manifest.json --out runs/lr"""
+
+
+def register(sub, formatter_class) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model from a preset or config file",
+        epilog=EPILOG_TRAIN,
+        formatter_class=formatter_class,
+    )
+    p.add_argument("config", nargs="?", help="preset name or YAML config path")
+    p.add_argument("--out", help="run folder (config, checkpoints, metrics, curves)")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config keys (values parsed as YAML)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue a stopped run in --out")
+    p.add_argument("--list", action="store_true", help="list the presets and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_train)
+
+    q = sub.add_parser(
+        "lr-find",
+        help="LR range test: loss-vs-LR plot and a suggested LR",
+        epilog=EPILOG_LR,
+        formatter_class=formatter_class,
+    )
+    q.add_argument("config", help="preset name or YAML config path")
+    q.add_argument("--out", required=True, help="folder for lr_find.png and lr_find.json")
+    q.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    q.add_argument("--start-lr", type=float, default=1e-7)
+    q.add_argument("--end-lr", type=float, default=1e-1)
+    q.add_argument("--steps", type=int, default=100)
+    q.set_defaults(func=_lr_find)
+
+
+def _train(args) -> int:
+    from pathlib import Path
+
+    from wastenet.errors import ConfigError
+    from wastenet.train.config import list_presets, load_train_config, parse_overrides
+
+    if args.list:
+        for name in list_presets():
+            print(name)
+        return 0
+    if not args.out:
+        raise ConfigError("--out is required (the run folder)")
+    config = args.config
+    if args.resume and not config:
+        config = str(Path(args.out) / "config.yaml")
+    if not config:
+        raise ConfigError("name a preset or config file (wastenet train --list shows presets)")
+    cfg = load_train_config(config, parse_overrides(args.set))
+    from wastenet.train.loop import train
+
+    try:
+        best = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"stopped; resume with: wastenet train --out {args.out} --resume")
+        return 130
+    print(f"best model: {best}")
+    return 0
+
+
+def _lr_find(args) -> int:
+    from wastenet.train.config import load_train_config, parse_overrides
+    from wastenet.train.lr_find import lr_find
+
+    cfg = load_train_config(args.config, parse_overrides(args.set))
+    result = lr_find(cfg, args.out, args.start_lr, args.end_lr, args.steps)
+    print(f"suggested learning rate: {result['suggested_lr']:.2e} (plot: {args.out}/lr_find.png)")
+    return 0

@@ -1,0 +1,87 @@
+"""Training batches from the decoded image cache: deterministic per (seed, epoch, index).
+
+Every sample's augmentation draws from its own RNG seeded by (seed, epoch, index), and
+each epoch's order from (seed, epoch), so a resumed run sees exactly the batches an
+uninterrupted one would, with any number of loader workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from wastenet.classes import CLASSES
+from wastenet.train.loss import labels_to_mask
+
+AugmentFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+def _flips_only(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    if rng.random() < 0.5:
+        img = img[::-1]
+    return img
+
+
+class CachedImages(torch.utils.data.Dataset):
+    """(uint8 HWC image, class-set mask) pairs, augmented as the phase asks."""
+
+    def __init__(self, items: Sequence, cache, augment: AugmentFn | None, seed: int = 0):
+        self.items = list(items)
+        self.cache = cache
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+        self.mode = "train"  # train | light | none
+        self.masks = labels_to_mask([it.labels for it in self.items], CLASSES)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        img = np.asarray(self.cache[index])
+        if self.mode != "none":
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            if self.mode == "train" and self.augment is not None:
+                img = self.augment(img, rng)
+            else:
+                img = _flips_only(img, rng)
+        return torch.from_numpy(np.array(img, order="C")), self.masks[index]
+
+
+def epoch_batches(
+    n: int, batch_size: int, seed: int, epoch: int, shuffle: bool, rank: int = 0, world: int = 1
+) -> list[list[int]]:
+    """This rank's batches of sample indices for one epoch."""
+    order = np.arange(n)
+    if shuffle:
+        order = np.random.default_rng([seed, epoch, 7]).permutation(n)
+    order = order[rank::world]
+    return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+
+
+def collate(batch):
+    images = torch.stack([b[0] for b in batch])  # N, H, W, C uint8
+    masks = torch.stack([b[1] for b in batch])
+    return images, masks
+
+
+def to_input(images: torch.Tensor, mean, std, device) -> torch.Tensor:
+    """uint8 NHWC -> normalised float NCHW in channels-last memory (no copy of layout)."""
+    x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    return (x - mean_t) / std_t
+
+
+def make_loader(dataset: CachedImages, batches: list[list[int]], workers: int):
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=collate,
+        persistent_workers=False,
+    )

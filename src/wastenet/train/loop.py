@@ -1,0 +1,234 @@
+"""The training run: phases of epochs over cached images, resumable at any step.
+
+Paper recipe (4.1.2): Adam, constant LR, cross-entropy, batch 16, main epochs, then
+"consolidation epochs" at a 10x lower LR with nothing frozen. The benchmark (4.1.1)
+adds a frozen-backbone phase and gradual unfreezing. Set labels train with the
+marginal likelihood (loss.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from wastenet.config import save_yaml
+from wastenet.errors import WasteNetError
+from wastenet.train import checkpoint, freeze
+from wastenet.train.config import TrainConfig
+from wastenet.train.data import CachedImages, epoch_batches, make_loader, to_input
+from wastenet.train.loss import correct_in_set, set_label_loss
+from wastenet.train.runlog import RunLog
+from wastenet.train.setup import RunContext, build_context
+
+
+@dataclass
+class Position:
+    phase: int = 0
+    epoch: int = 0  # epoch within the phase
+    step: int = 0  # next step within the epoch
+    global_epoch: int = 0
+    best_val: float = -1.0
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list = field(default_factory=list)
+
+
+class _StopFlag:
+    """First SIGINT/SIGTERM asks for a clean stop at the next step; a second one kills."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict = {}
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+            print("\nstopping after this step; resume with --resume", flush=True)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread
+                self._old[sig] = signal.signal(sig, handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _lr_at(cfg: TrainConfig, base_lr: float, step: int, total: int) -> float:
+    if cfg.schedule == "cosine" and total > 1:
+        return base_lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / total)))
+    return base_lr
+
+
+def _make_optimizer(cfg: TrainConfig, model: torch.nn.Module, lr: float):
+    params = list(model.parameters())
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
+
+
+@torch.inference_mode()
+def evaluate_split(ctx: RunContext, data: CachedImages) -> dict:
+    """Loss and set-aware top-1 on a split, overall and per source (all ranks reduced)."""
+    ctx.model.eval()
+    data.mode = "none"
+    batches = epoch_batches(len(data), ctx.cfg.eval_batch_size, 0, 0, False, ctx.rank, ctx.world)
+    sources = sorted({it.source for it in data.items})
+    sums = torch.zeros(2 + 2 * len(sources), dtype=torch.float64)
+    for batch, (images, masks) in zip(
+        batches, make_loader(data, batches, ctx.cfg.workers), strict=True
+    ):
+        with ctx.autocast():
+            logits = ctx.model(to_input(images, ctx.meta.mean, ctx.meta.std, ctx.device))
+        masks = masks.to(ctx.device)
+        sums[0] += float(set_label_loss(logits, masks)) * len(batch)
+        ok = correct_in_set(logits, masks).cpu()
+        sums[1] += float(ok.sum())
+        for j, i in enumerate(batch):
+            k = sources.index(data.items[i].source)
+            sums[2 + 2 * k] += float(ok[j])
+            sums[3 + 2 * k] += 1
+    ctx.all_reduce(sums)
+    n = max(1.0, float(sum(sums[3::2])))
+    out = {"loss": float(sums[0]) / n, "acc": float(sums[1]) / n}
+    for k, source in enumerate(sources):
+        out[f"acc_{source}"] = float(sums[2 + 2 * k]) / max(1.0, float(sums[3 + 2 * k]))
+    return out
+
+
+def _train_epoch(ctx: RunContext, pos: Position, stop: _StopFlag, optimizer) -> dict | None:
+    """One epoch from ``pos.step``; returns train metrics, or None when a stop was asked."""
+    cfg, phase = ctx.cfg, ctx.cfg.phases[pos.phase]
+    data = ctx.train_data(phase)
+    data.epoch, data.mode = pos.global_epoch, phase.augment
+    first = freeze.first_trainable_unit(
+        ctx.model_core, phase.freeze, pos.epoch, phase.epochs, cfg.freeze_stem_blocks
+    )
+    freeze.set_trainable_units(ctx.model_core, first)
+    ctx.model.train()
+    freeze.frozen_batchnorm_to_eval(ctx.model_core)
+    batches = epoch_batches(
+        len(data), cfg.batch_size, cfg.seed, pos.global_epoch, True, ctx.rank, ctx.world
+    )
+    if cfg.max_steps_per_epoch:
+        batches = batches[: cfg.max_steps_per_epoch]
+    steps_total = len(batches) * phase.epochs
+    todo = batches[pos.step :]
+    loss_sum = correct = seen = 0.0
+    started = time.perf_counter()
+    bar = ctx.progress(
+        total=len(batches), initial=pos.step, desc=f"{phase.name} {pos.epoch + 1}/{phase.epochs}"
+    )
+    for images, masks in make_loader(data, todo, cfg.workers):
+        lr = _lr_at(cfg, phase.lr, pos.epoch * len(batches) + pos.step, steps_total)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(hash((cfg.seed, pos.global_epoch, pos.step)) & 0x7FFFFFFF)
+        x = to_input(images, ctx.meta.mean, ctx.meta.std, ctx.device)
+        masks = masks.to(ctx.device)
+        with ctx.autocast():
+            logits = ctx.model(x)
+        loss = set_label_loss(logits, masks, cfg.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        ctx.backward(loss)
+        ctx.step(optimizer)
+        pos.step += 1
+        loss_sum += float(loss.detach()) * len(masks)
+        correct += float(correct_in_set(logits.detach(), masks).sum())
+        seen += len(masks)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.1e}")
+        if stop.requested:
+            bar.close()
+            return None
+    bar.close()
+    seconds = time.perf_counter() - started
+    return {
+        "train_loss": loss_sum / max(seen, 1),
+        "train_acc": correct / max(seen, 1),
+        "lr": lr if todo else phase.lr,
+        "seconds": seconds,
+        "images_per_s": seen * ctx.world / max(seconds, 1e-9),
+    }
+
+
+def _save_progress(ctx: RunContext, pos: Position, optimizer) -> None:
+    if ctx.rank != 0:
+        return
+    ctx.save_bundle(ctx.run_dir / "last.safetensors")
+    checkpoint.save_optimizer(optimizer, ctx.run_dir / checkpoint.OPTIM_FILE)
+    checkpoint.save_state(ctx.run_dir, pos.__dict__)
+
+
+def train(
+    cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True
+) -> Path:
+    """Run (or resume) a training run; returns the path of the best bundle."""
+    run_dir = Path(run_dir)
+    if not resume and (run_dir / checkpoint.STATE_FILE).exists():
+        raise WasteNetError(f"{run_dir}: a run is already there; pass --resume or another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ctx = build_context(cfg, run_dir, progress)
+    pos = Position()
+    if resume:
+        pos = Position(**checkpoint.load_state(run_dir))
+        ctx.load_weights(run_dir / "last.safetensors")
+    elif ctx.rank == 0:
+        save_yaml(cfg, run_dir / "config.yaml")
+    log = RunLog(run_dir, enabled=ctx.rank == 0)
+    with _StopFlag() as stop:
+        while pos.phase < len(cfg.phases):
+            phase = cfg.phases[pos.phase]
+            optimizer = _make_optimizer(cfg, ctx.model, phase.lr)
+            if resume and (run_dir / checkpoint.OPTIM_FILE).exists() and pos.epoch + pos.step > 0:
+                checkpoint.load_optimizer(optimizer, run_dir / checkpoint.OPTIM_FILE)
+            resume = False
+            while pos.epoch < phase.epochs:
+                metrics = _train_epoch(ctx, pos, stop, optimizer)
+                if metrics is None:
+                    _save_progress(ctx, pos, optimizer)
+                    raise KeyboardInterrupt
+                val = evaluate_split(ctx, ctx.val_data())
+                row = {
+                    "epoch": pos.global_epoch + 1,
+                    "phase": phase.name,
+                    **metrics,
+                    **{f"val_{k}": v for k, v in val.items()},
+                }
+                pos.history.append(row)
+                log.epoch(row, pos.history)
+                improved = val["acc"] >= pos.best_val
+                if improved:
+                    pos.best_val, pos.best_epoch, pos.bad_epochs = (
+                        val["acc"],
+                        pos.global_epoch + 1,
+                        0,
+                    )
+                    if ctx.rank == 0:
+                        ctx.save_bundle(run_dir / "best.safetensors", metrics={"val": val})
+                else:
+                    pos.bad_epochs += 1
+                pos.epoch, pos.step, pos.global_epoch = pos.epoch + 1, 0, pos.global_epoch + 1
+                _save_progress(ctx, pos, optimizer)
+                patience = cfg.early_stopping_patience
+                if patience and pos.bad_epochs >= patience and pos.epoch < phase.epochs:
+                    print(
+                        f"early stop of phase {phase.name}: no better val acc in {patience} epochs"
+                    )
+                    break
+            pos.phase, pos.epoch, pos.step, pos.bad_epochs = pos.phase + 1, 0, 0, 0
+            checkpoint.save_state(run_dir, pos.__dict__) if ctx.rank == 0 else None
+    best = run_dir / "best.safetensors"
+    if ctx.rank == 0 and best.exists():
+        ctx.finalize(best)
+    ctx.close()
+    return best

@@ -1,0 +1,203 @@
+"""Everything a run needs, built once: device, model, bundle metadata, data, DDP."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import os
+from pathlib import Path
+
+import torch
+
+from wastenet.classes import CLASSES, input_size_for
+from wastenet.config import to_dict
+from wastenet.errors import ConfigError, WasteNetError
+from wastenet.meta import BundleMeta
+from wastenet.train.config import PhaseConfig, TrainConfig
+from wastenet.train.data import CachedImages
+
+
+def build_augment(spec: dict):
+    """``{"preset": name, **overrides}`` -> the data stage's Augmenter."""
+    from wastenet.data import augment
+
+    spec = dict(spec or {})
+    name = spec.pop("preset", None)
+    cfg = augment.preset(name) if name else augment.AugmentConfig()
+    try:
+        cfg = dataclasses.replace(cfg, **spec)
+    except TypeError as exc:
+        raise ConfigError(f"augment: {exc}") from exc
+    return augment.Augmenter(cfg)
+
+
+def cpu_has_fast_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class RunContext:
+    def __init__(self, cfg: TrainConfig, run_dir: Path, progress: bool) -> None:
+        from wastenet.data.manifest import load_manifest
+        from wastenet.models import create_model, default_config
+
+        self.cfg, self.run_dir, self.show_progress = cfg, run_dir, progress
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        cuda = torch.cuda.is_available()
+        self.device = torch.device(
+            f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu"
+        )
+        if self.world > 1 and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if cuda else "gloo")
+        if cuda:
+            torch.cuda.set_device(self.device)
+        self.amp_dtype = self._amp_dtype(cfg.amp, cuda)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        if not cfg.manifest:
+            raise ConfigError(
+                "the training config needs a manifest (wastenet data split ... first)"
+            )
+        self.manifest = load_manifest(cfg.manifest)
+        torch.manual_seed(cfg.seed)
+        model = create_model(cfg.model, len(CLASSES), pretrained=cfg.pretrained)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model_core = model.to(self.device)
+        self.model = self.model_core
+        if self.world > 1:
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.model_core, device_ids=[self.device] if cuda else None
+            )
+        mc = default_config(cfg.model)
+        self.meta = BundleMeta(
+            architecture=cfg.model,
+            labels=list(CLASSES),
+            input_size=list(input_size_for(cfg.resolution_pct)),
+            mean=list(mc["mean"]),
+            std=list(mc["std"]),
+            resolution_pct=cfg.resolution_pct,
+            manifest_hash=self.manifest.hash,
+            train_config=to_dict(cfg),
+        )
+        self._augment = build_augment(cfg.augment)
+        self._train: dict[tuple, CachedImages] = {}
+        self._val: CachedImages | None = None
+
+    @staticmethod
+    def _amp_dtype(amp: str, cuda: bool):
+        if amp == "off" or (amp == "auto" and not cuda and not cpu_has_fast_bf16()):
+            return None
+        if amp == "fp16" or (amp == "auto" and cuda and not torch.cuda.is_bf16_supported()):
+            return torch.float16
+        return torch.bfloat16
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def step(self, optimizer) -> None:
+        if self.scaler:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+
+    def all_reduce(self, tensor: torch.Tensor) -> None:
+        if self.world > 1:
+            torch.distributed.all_reduce(tensor)
+
+    def _items(self, split: str):
+        items = self.manifest.items(split=split)
+        if self.cfg.sources:
+            unknown = set(self.cfg.sources) - set(self.manifest.source_names)
+            if unknown:
+                raise ConfigError(f"sources {sorted(unknown)} are not in {self.cfg.manifest}")
+            items = [it for it in items if it.source in self.cfg.sources]
+        if not items:
+            raise WasteNetError(f"{self.cfg.manifest}: no {split} images for this run")
+        return items
+
+    def _cache(self, items, pct: float):
+        from wastenet.data.cache import ImageCache
+
+        return ImageCache(
+            items,
+            input_size_for(pct),
+            self.cfg.cache_dir,
+            progress=self.show_progress and self.rank == 0,
+        )
+
+    def train_data(self, phase: PhaseConfig) -> CachedImages:
+        pct = phase.resolution_pct or self.cfg.resolution_pct
+        key = (pct,)
+        if key not in self._train:
+            items = self._items("train")
+            self._train[key] = CachedImages(
+                items, self._cache(items, pct), self._augment, self.cfg.seed
+            )
+        return self._train[key]
+
+    def val_data(self) -> CachedImages:
+        if self._val is None:
+            items = self._items("val")
+            self._val = CachedImages(items, self._cache(items, self.cfg.resolution_pct), None)
+        return self._val
+
+    def progress(self, **kwargs):
+        from tqdm import tqdm
+
+        return tqdm(
+            disable=not self.show_progress or self.rank != 0,
+            leave=False,
+            dynamic_ncols=True,
+            **kwargs,
+        )
+
+    def save_bundle(self, path: Path, metrics: dict | None = None) -> None:
+        from wastenet.models import save_bundle
+
+        meta = dataclasses.replace(
+            self.meta, metrics=metrics or {}, created=dt.datetime.now(dt.timezone.utc).isoformat()
+        )
+        save_bundle(self.model_core, meta, path)
+
+    def load_weights(self, path: Path) -> None:
+        from safetensors.torch import load_file
+
+        if not path.exists():
+            raise WasteNetError(f"{path}: no checkpoint to resume from")
+        self.model_core.load_state_dict(load_file(str(path), device=str(self.device)))
+
+    def finalize(self, best: Path) -> None:
+        """Test-set accuracy per source of the best weights, into ``model.safetensors``."""
+        from wastenet.models import load_bundle
+        from wastenet.train.loop import evaluate_split
+
+        model, meta = load_bundle(best, map_location=str(self.device))
+        self.model_core.load_state_dict(model.state_dict())
+        test = evaluate_split(
+            self,
+            CachedImages(
+                self._items("test"), self._cache(self._items("test"), self.cfg.resolution_pct), None
+            ),
+        )
+        metrics = dict(meta.metrics, test=test)
+        self.save_bundle(self.run_dir / "model.safetensors", metrics=metrics)
+        print("test: " + " ".join(f"{k}={v:.4f}" for k, v in test.items()), flush=True)
+
+    def close(self) -> None:
+        if self.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def build_context(cfg: TrainConfig, run_dir: Path, progress: bool) -> RunContext:
+    return RunContext(cfg, run_dir, progress)

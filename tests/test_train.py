@@ -1,0 +1,205 @@
+"""Training: a tiny model learns separable images, resume is exact, set labels, DDP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import make_image_folder
+from wastenet.classes import CLASSES
+from wastenet.cli import main as cli_main
+from wastenet.data.split import build_split
+from wastenet.train.config import load_train_config
+from wastenet.train.loop import train
+from wastenet.train.loss import correct_in_set, labels_to_mask, set_label_loss
+from wastenet.train.lr_find import suggest_lr
+
+
+@pytest.fixture(scope="module")
+def tiny_manifest(tmp_path_factory) -> Path:
+    root = make_image_folder(tmp_path_factory.mktemp("imgs"), per_class=16, size_wh=(64, 48))
+    out = tmp_path_factory.mktemp("split") / "manifest.json"
+    build_split([root], progress=False).manifest.save(out)
+    return out
+
+
+def tiny_config(manifest: Path, tmp: Path, **over):
+    data = {
+        "manifest": str(manifest),
+        "model": "tiny_efficientnet",
+        "pretrained": False,
+        "resolution_pct": 12.5,  # 48x64
+        "batch_size": 8,
+        "cache_dir": str(tmp / "cache"),
+        "augment": {"preset": "table3"},
+        "phases": [
+            {"name": "main", "epochs": 4, "lr": 3e-3},
+            {"name": "consolidation", "epochs": 1, "lr": 3e-4},
+        ],
+    }
+    data.update(over)
+    return load_train_config("lite0_mixed_75", data)
+
+
+def test_set_label_loss_is_marginal_likelihood():
+    logits = torch.tensor([[2.0, 0.5, -1.0, 1.0, 0.0]])
+    pair = labels_to_mask([("paper", "cardboard")], CLASSES)
+    probs = logits.softmax(1)[0]
+    expected = -torch.log(probs[CLASSES.index("paper")] + probs[CLASSES.index("cardboard")])
+    assert torch.allclose(set_label_loss(logits, pair), expected)
+    single = labels_to_mask([("glass",)], CLASSES)
+    ce = torch.nn.functional.cross_entropy(logits, torch.tensor([1]))
+    assert torch.allclose(set_label_loss(logits, single), ce)
+    # a set label is never worse than either of its members alone
+    card = labels_to_mask([("cardboard",)], CLASSES)
+    assert set_label_loss(logits, pair) < set_label_loss(logits, card)
+    assert bool(correct_in_set(logits, pair)[0])  # top-1 is cardboard, inside the set
+
+
+def test_label_smoothing_matches_torch_for_single_labels():
+    logits = torch.randn(6, 5)
+    target = torch.tensor([0, 1, 2, 3, 4, 0])
+    mask = torch.nn.functional.one_hot(target, 5).bool()
+    ref = torch.nn.functional.cross_entropy(logits, target, label_smoothing=0.1)
+    assert torch.allclose(set_label_loss(logits, mask, 0.1), ref, atol=1e-6)
+
+
+def test_tiny_model_learns_separable_images(tiny_manifest, tmp_path):
+    cfg = tiny_config(tiny_manifest, tmp_path)
+    best = train(cfg, tmp_path / "run", progress=False)
+    from wastenet.meta import read_bundle_meta
+
+    meta = read_bundle_meta(tmp_path / "run" / "model.safetensors")
+    assert best.exists() and (tmp_path / "run" / "metrics.csv").exists()
+    assert (tmp_path / "run" / "curves.png").exists()
+    assert meta.metrics["val"]["acc"] >= 0.6  # chance is 0.2
+    assert "test" in meta.metrics and meta.input_size == [48, 64]
+
+
+@pytest.mark.parametrize("stop_after", [3, 10])
+def test_interrupt_then_resume_is_exact(tiny_manifest, tmp_path, monkeypatch, stop_after):
+    """Stopped mid-epoch (3) or in the second epoch (10), the resumed run ends bit-equal."""
+    phases = [{"name": "main", "epochs": 2, "lr": 1e-3}, {"name": "c", "epochs": 1, "lr": 1e-4}]
+    cfg = tiny_config(tiny_manifest, tmp_path, phases=phases)
+    train(cfg, tmp_path / "full", progress=False)
+
+    import wastenet.train.loop as loop
+
+    calls = {"n": 0}
+    original = loop._StopFlag.__enter__
+
+    def enter(self):
+        flag = original(self)
+        real = type(flag)
+
+        class Flag(real):  # asks to stop after the 3rd training step
+            @property
+            def requested(self):
+                calls["n"] += 1
+                return calls["n"] == stop_after
+
+            @requested.setter
+            def requested(self, value):
+                pass
+
+        flag.__class__ = Flag
+        return flag
+
+    monkeypatch.setattr(loop._StopFlag, "__enter__", enter)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "cut", progress=False)
+    monkeypatch.undo()
+    import json
+
+    state = json.loads((tmp_path / "cut" / "state.json").read_text())
+    steps_per_epoch = -(-len(build_split_items(tiny_manifest)) // 8)
+    assert state["epoch"] * steps_per_epoch + state["step"] == stop_after
+    train(cfg, tmp_path / "cut", resume=True, progress=False)
+    a = load_file(str(tmp_path / "full" / "last.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "last.safetensors"))
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_existing_run_needs_resume_flag(tiny_manifest, tmp_path):
+    cfg = tiny_config(tiny_manifest, tmp_path, phases=[{"name": "m", "epochs": 1, "lr": 1e-3}])
+    train(cfg, tmp_path / "run", progress=False)
+    code = cli_main(["train", "lite0_mixed_75", "--out", str(tmp_path / "run")])
+    assert code == 2
+
+
+def test_unknown_preset_and_bad_override_are_clear(capsys):
+    assert cli_main(["train", "no_such_preset", "--out", "/tmp/x"]) == 2
+    assert "unknown preset" in capsys.readouterr().err
+    assert cli_main(["train", "lite0_mixed_75", "--out", "/tmp/x", "--set", "bogus=1"]) == 2
+    assert "unknown key" in capsys.readouterr().err
+
+
+def test_every_preset_loads():
+    from wastenet.train.config import list_presets
+
+    names = list_presets()
+    assert {"densenet169_benchmark", "efficientnet_b0_75", "efficientnet_b0_mixed_75"} <= set(names)
+    for name in names:
+        cfg = load_train_config(name)
+        assert cfg.batch_size == 16 or name.startswith("lite0")
+
+
+def test_suggest_lr_finds_the_steep_part():
+    lrs = list(np.logspace(-7, -1, 60))
+    losses = [2.0 - 1.5 / (1 + np.exp(-(np.log10(lr) + 4) * 3)) for lr in lrs]
+    losses[-5:] = [5, 8, 12, 20, 40]
+    lr = suggest_lr(lrs, losses)
+    assert 1e-5 < lr < 1e-3
+
+
+def build_split_items(manifest: Path) -> list:
+    from wastenet.data.manifest import load_manifest
+
+    return load_manifest(manifest).items(split="train")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_with_gloo(tiny_manifest, tmp_path):
+    """The torchrun path: two gloo ranks train the same model; rank 0 writes the run."""
+    cfg_path = tmp_path / "cfg.yaml"
+    from wastenet.config import save_yaml
+
+    save_yaml(
+        tiny_config(tiny_manifest, tmp_path, phases=[{"name": "m", "epochs": 1, "lr": 1e-3}]),
+        cfg_path,
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "wastenet.cli",
+        "train",
+        str(cfg_path),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--no-progress",
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "ddp" / "model.safetensors").exists()
