@@ -367,3 +367,14 @@ def test_store_fault_does_not_stop_the_bin(tmp_path, monkeypatch):
     )
     summary = run_bin(opts, lambda line: None, engine=FixedEngine([0.9, 0.1, 0, 0, 0]))
     assert summary.frames == 5 and [a.door for a in summary.actuations] == [0]
+
+
+def test_the_bin_imports_without_torch():
+    code = (
+        "import sys\n"
+        "import wastenet.runtime.app, wastenet.runtime.loop, wastenet.runtime.store, "
+        "wastenet.runtime.overlay, wastenet.runtime.commands, wastenet.analysis.latency\n"
+        "from wastenet.accelerate import load_engine\n"
+        "assert 'torch' not in sys.modules and 'onnx' not in sys.modules, sorted(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
