@@ -119,6 +119,16 @@ def test_gate_follows_slow_lighting_changes():
     assert not any(results)
 
 
+def test_gate_relearns_when_the_view_changes_for_good():
+    """An item in view at start-up becomes the background; once it leaves, the gate recovers."""
+    rng = np.random.default_rng(2)
+    gate = PresenceGate(GateConfig(threshold=0.03, relearn_after=20))
+    gate.update(scene(True, rng))  # started with an item in view
+    empties = [gate.update(scene(False, rng)) for _ in range(30)]
+    assert all(empties[:20]) and not any(empties[21:])
+    assert gate.update(scene(True, rng, shift=10)) is True
+
+
 def test_gate_off_always_present():
     gate = PresenceGate(GateConfig(enabled=False))
     assert gate.update(np.zeros((10, 10, 3), np.uint8)) is True

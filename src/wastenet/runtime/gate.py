@@ -21,6 +21,7 @@ class GateConfig:
     pixel_delta: float = 25.0  # grey levels a pixel must differ by to count as changed
     learn_rate: float = 0.05  # running-average weight of each empty frame
     size: tuple[int, int] = (64, 48)  # (width, height) of the comparison image
+    relearn_after: int = 600  # frames "present" in a row before the view is taken as the new empty
 
 
 class PresenceGate:
@@ -28,6 +29,7 @@ class PresenceGate:
         self.config = config or GateConfig()
         self.background: np.ndarray | None = None
         self.last_score = 0.0
+        self.present_run = 0
 
     def _small_grey(self, image: np.ndarray) -> np.ndarray:
         grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
@@ -53,9 +55,16 @@ class PresenceGate:
         diff = np.abs(small - self.background)
         self.last_score = float(np.count_nonzero(diff > self.config.pixel_delta)) / diff.size
         present = self.last_score > self.config.threshold
+        self.present_run = self.present_run + 1 if present else 0
         if not present:
             cv2.accumulateWeighted(small, self.background, self.config.learn_rate)
+        elif self.present_run > self.config.relearn_after:
+            # An item learned at start-up, a moved camera or a light switched on would
+            # otherwise hold the gate open for ever: take the view as the new empty scene.
+            self.background, self.present_run = small, 0
+            return False
         return present
 
     def reset(self) -> None:
         self.background = None
+        self.present_run = 0
