@@ -40,6 +40,18 @@ def _gpu_peak_mb() -> float | None:
     return torch.cuda.max_memory_allocated() / 2**20
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec,
+    so a worker started by a big parent would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def measure(path: Path, threads: int, warmup: int, iters: int, seed: int = 0) -> dict:
     """Time one artifact in this process (call it through ``bench_one``)."""
     from wastenet.accelerate.engine import load_engine
@@ -77,7 +89,7 @@ def measure(path: Path, threads: int, warmup: int, iters: int, seed: int = 0) ->
         "mean_ms": float(ms.mean()),
         "ips_p50": 1000.0 / p50,
         "ips_measured": iters / wall,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "gpu_peak_mb": _gpu_peak_mb(),
         "size_mb": artifact_bytes(path) / 1e6,
         "cpu_load": cpu / wall,  # 2.0 = two cores busy for the whole run
