@@ -40,6 +40,9 @@ def tiny_config(manifest: Path, tmp: Path, **over):
         "batch_size": 8,
         "cache_dir": str(tmp / "cache"),
         "augment": {"preset": "table3"},
+        "freeze_stem_blocks": 0,
+        "label_smoothing": 0.0,
+        "schedule": "constant",
         "phases": [
             {"name": "main", "epochs": 4, "lr": 3e-3},
             {"name": "consolidation", "epochs": 1, "lr": 3e-4},
@@ -201,5 +204,5 @@ def test_ddp_two_cpu_processes_with_gloo(tiny_manifest, tmp_path):
         "--no-progress",
     ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert (tmp_path / "ddp" / "model.safetensors").exists()

@@ -59,6 +59,8 @@ def epoch_batches(
     order = np.arange(n)
     if shuffle:
         order = np.random.default_rng([seed, epoch, 7]).permutation(n)
+    if shuffle and world > 1:  # every rank must take the same number of steps under DDP
+        order = order[: len(order) - len(order) % world]
     order = order[rank::world]
     return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
 

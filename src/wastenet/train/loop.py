@@ -79,7 +79,7 @@ def _make_optimizer(cfg: TrainConfig, model: torch.nn.Module, lr: float):
 @torch.inference_mode()
 def evaluate_split(ctx: RunContext, data: CachedImages) -> dict:
     """Loss and set-aware top-1 on a split, overall and per source (all ranks reduced)."""
-    ctx.model.eval()
+    ctx.model_core.eval()
     data.mode = "none"
     batches = epoch_batches(len(data), ctx.cfg.eval_batch_size, 0, 0, False, ctx.rank, ctx.world)
     sources = sorted({it.source for it in data.items})
@@ -88,7 +88,7 @@ def evaluate_split(ctx: RunContext, data: CachedImages) -> dict:
         batches, make_loader(data, batches, ctx.cfg.workers), strict=True
     ):
         with ctx.autocast():
-            logits = ctx.model(to_input(images, ctx.meta.mean, ctx.meta.std, ctx.device))
+            logits = ctx.model_core(to_input(images, ctx.meta.mean, ctx.meta.std, ctx.device))
         masks = masks.to(ctx.device)
         sums[0] += float(set_label_loss(logits, masks)) * len(batch)
         ok = correct_in_set(logits, masks).cpu()
@@ -228,7 +228,8 @@ def train(
             pos.phase, pos.epoch, pos.step, pos.bad_epochs = pos.phase + 1, 0, 0, 0
             checkpoint.save_state(run_dir, pos.__dict__) if ctx.rank == 0 else None
     best = run_dir / "best.safetensors"
-    if ctx.rank == 0 and best.exists():
-        ctx.finalize(best)
+    ctx.barrier()
+    if best.exists():
+        ctx.finalize(best)  # every rank evaluates its shard of the test split; rank 0 writes
     ctx.close()
     return best

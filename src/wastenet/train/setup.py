@@ -115,6 +115,10 @@ class RunContext:
         if self.world > 1:
             torch.distributed.all_reduce(tensor)
 
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
     def _items(self, split: str):
         items = self.manifest.items(split=split)
         if self.cfg.sources:
@@ -190,6 +194,8 @@ class RunContext:
                 self._items("test"), self._cache(self._items("test"), self.cfg.resolution_pct), None
             ),
         )
+        if self.rank != 0:
+            return
         metrics = dict(meta.metrics, test=test)
         self.save_bundle(self.run_dir / "model.safetensors", metrics=metrics)
         print("test: " + " ".join(f"{k}={v:.4f}" for k, v in test.items()), flush=True)
