@@ -22,8 +22,8 @@ COMMAND_MODULES = (
 )
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples in each command's epilog as written."""
 
 
 def build_parser() -> argparse.ArgumentParser:
