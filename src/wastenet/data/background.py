@@ -17,6 +17,8 @@ import numpy as np
 from wastenet.errors import WasteNetError
 
 TEXTURES = ("wood", "floor", "noise", "gradient", "bin")
+MIN_OBJECT, MAX_OBJECT = 0.08, 0.85  # share of the frame the object must cover
+MAX_EDGE_TOUCH = 0.15  # share of the border the object may touch
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
@@ -38,7 +40,12 @@ def object_alpha(img: np.ndarray, tol: float = 38.0) -> np.ndarray | None:
     obj = (~backdrop).astype(np.uint8)
     obj = cv2.morphologyEx(obj, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     frac = obj.mean()
-    if not 0.02 < frac < 0.85:
+    if not MIN_OBJECT < frac < MAX_OBJECT:
+        return None
+    # An object running off the frame (a sheet of paper, a zoomed-in box) shares the
+    # backdrop's colour at the edges: the mask would eat it, so leave such images alone.
+    edge = np.concatenate([obj[0], obj[-1], obj[:, 0], obj[:, -1]])
+    if edge.mean() > MAX_EDGE_TOUCH:
         return None
     alpha = cv2.resize(obj.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     return cv2.GaussianBlur(alpha, (0, 0), max(1.0, 0.004 * w))
