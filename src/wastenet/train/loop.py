@@ -206,8 +206,7 @@ def train(
                 }
                 pos.history.append(row)
                 log.epoch(row, pos.history)
-                improved = val["acc"] >= pos.best_val
-                if improved:
+                if val["acc"] >= pos.best_val:
                     pos.best_val, pos.best_epoch, pos.bad_epochs = (
                         val["acc"],
                         pos.global_epoch + 1,
@@ -226,7 +225,8 @@ def train(
                     )
                     break
             pos.phase, pos.epoch, pos.step, pos.bad_epochs = pos.phase + 1, 0, 0, 0
-            checkpoint.save_state(run_dir, pos.__dict__) if ctx.rank == 0 else None
+            if ctx.rank == 0:
+                checkpoint.save_state(run_dir, pos.__dict__)
     best = run_dir / "best.safetensors"
     ctx.barrier()
     if best.exists():
