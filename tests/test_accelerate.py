@@ -194,3 +194,47 @@ def test_find_reference_refuses_another_model(tmp_path, exported):
     no_hash = BundleMeta("tiny", list(CLASSES), [H, W], [0.5] * 3, [0.25] * 3)
     with pytest.raises(ModelFileError, match="no source_hash"):
         find_reference(Path("m.onnx"), no_hash)
+
+
+def _tiny_manifest(root: Path) -> Path:
+    import hashlib
+
+    from wastenet.data.manifest import Item, Manifest
+
+    images = make_image_folder(root / "imgs", per_class=6)
+    items = []
+    for i, path in enumerate(sorted(images.rglob("*.jpg"))):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        split = "val" if i % 2 else "train"
+        items.append(Item(str(path), "tiny", (path.parent.name,), digest, split))
+    return Manifest(all_items=items).save(root / "manifest.json")
+
+
+def test_openvino_int8_accuracy_control_meets_max_drop(tmp_path, exported):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from wastenet.accelerate.export import CalibSource, export_model
+
+    _, meta, _, _ = exported
+    manifest = _tiny_manifest(tmp_path)
+    results = export_model(
+        tiny_model(), meta, ["openvino-int8"], tmp_path / "out",
+        options={"calib_count": 12, "max_drop": 0.0}, calib=CalibSource(manifest=manifest),
+    )  # fmt: skip
+    rec = results[0].record
+    assert rec["quantiser"] == "nncf accuracy control" and rec["val_images"] == 15
+    assert rec["val_top1_int8"] >= rec["val_top1_fp32"]  # a 0-point drop was asked for
+    assert load_engine(results[0].path).meta == meta
+
+
+def test_accuracy_control_needs_a_manifest(tmp_path, exported):
+    pytest.importorskip("nncf")
+    from wastenet.accelerate.export import CalibSource, export_model
+
+    _, meta, _, _ = exported
+    images = make_image_folder(tmp_path / "imgs", per_class=2)
+    with pytest.raises(ConfigError, match="val split"):
+        export_model(
+            tiny_model(), meta, ["openvino-int8"], tmp_path / "out",
+            options={"max_drop": 0.5}, calib=CalibSource(folder=images),
+        )  # fmt: skip

@@ -13,6 +13,7 @@ EXPORT_EPILOG = """examples:
   wastenet export runs/lite0/best.safetensors --format ort-int8 --format openvino-int8 \\
       --calib-manifest runs/data/manifest.json --calib-count 200 --calib-method entropy
   wastenet export best.safetensors --format ort-int8 --calib-manifest m.json --exclude first,last
+  wastenet export best.safetensors --format openvino-int8 --calib-manifest m.json --max-drop 0.3
   wastenet export best.safetensors --format tensorrt-fp16 --workspace 33554432
 
 Artifacts go beside the bundle (or into --out) as <stem><suffix>; every one carries
@@ -20,6 +21,8 @@ the bundle metadata and the bundle's sha256. INT8 formats calibrate on real imag
 from the manifest's train split (or --calib-images FOLDER), never on random data.
 --exclude keeps layers in float: node names, 'first', 'last', or 'auto' (drop the
 noisiest layers until INT8 agrees with FP32 on the calibration images).
+--max-drop (openvino-int8) measures top-1 on the manifest's val split and returns the
+costliest layers to float until INT8 is within that many points of FP32.
 """
 
 VERIFY_EPILOG = """examples:
@@ -63,6 +66,8 @@ def _register_export(subparsers, formatter_class) -> None:
     p.add_argument("--calib-count", type=int, help="calibration images (default 200)")
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"))
     p.add_argument("--exclude", help="INT8 layers kept in float: names, first, last, or auto")
+    p.add_argument("--max-drop", type=float, metavar="POINTS",
+                   help="openvino-int8: keep layers in float until val top-1 drops <= POINTS")  # fmt: skip
     p.add_argument("--workspace", type=int, help="TensorRT workspace bytes (default 1<<25)")
     p.add_argument("--input-shape", help="TensorRT input shape NxCxHxW (default from bundle)")
     p.set_defaults(func=cmd_export)
@@ -117,6 +122,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         "calib_count": args.calib_count,
         "calib_method": args.calib_method,
         "exclude": args.exclude,
+        "max_drop": args.max_drop,
         "workspace": args.workspace,
         "input_shape": args.input_shape,
     }

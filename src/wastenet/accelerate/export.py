@@ -118,13 +118,19 @@ class Exporter:
 
             return export_openvino(self.onnx(), self.meta, out), {}
         if name == "openvino-int8":
-            from wastenet.accelerate.openvino_export import export_openvino_int8
+            from wastenet.accelerate.openvino_export import ValidationSet, export_openvino_int8
 
             calib = self.calibration(opts["calib_count"])
             qdq = self.path("ort-int8") if "ort-int8" in self._records else None
+            val = None
+            if opts["max_drop"] is not None:
+                if self.calib_source.manifest is None:
+                    raise ConfigError("max_drop measures the val split: give --calib-manifest")
+                val = ValidationSet(self.calib_source.manifest, self.meta)
             rec = export_openvino_int8(
-                self.onnx(), self.meta, out, calib, opts["calib_method"], opts["exclude"], qdq
-            )
+                self.onnx(), self.meta, out, calib, opts["calib_method"], opts["exclude"], qdq,
+                val=val, max_drop=opts["max_drop"],
+            )  # fmt: skip
             return out, rec
         if name.startswith("tensorrt-"):
             from wastenet.accelerate.tensorrt import build_engine

@@ -90,8 +90,9 @@ FORMATS: tuple[Format, ...] = (
     Format("openvino", ".xml", "fp32", "openvino_backend", ("cpu", "gpu", "npu"),
            dict(_COMMON), requires=("openvino",)),
     Format("openvino-int8", ".int8.xml", "int8", "openvino_backend", ("cpu", "gpu", "npu"),
-           {**_COMMON, **_CALIB}, requires=("openvino",),
-           note="NNCF post-training quantisation; QDQ ONNX through OpenVINO when nncf is absent"),
+           {**_COMMON, **_CALIB, "max_drop": None}, requires=("openvino",),
+           note="NNCF post-training quantisation, accuracy-controlled on the val split with "
+                "max_drop (points); QDQ ONNX through OpenVINO when nncf is absent"),
     Format("tensorrt-fp32", ".fp32.engine", "fp32", "tensorrt_backend", ("cuda",),
            dict(_TRT), requires=("tensorrt",), needs_gpu=True),
     Format("tensorrt-fp16", ".fp16.engine", "fp16", "tensorrt_backend", ("cuda",),

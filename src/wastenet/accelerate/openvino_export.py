@@ -3,6 +3,11 @@
 The IR keeps ``BundleMeta`` in its ``rt_info`` under ``wastenet``. INT8 uses NNCF
 on the same real calibration images as ONNX Runtime; when nncf is not installed it
 falls back to converting the QDQ ONNX model (OpenVINO runs QDQ natively) and says so.
+
+With ``max_drop`` (points) INT8 is accuracy-controlled: NNCF quantises, measures
+top-1 on the manifest's *validation* split (never the test split that ``verify``
+reports), ranks the quantised layers by how much each costs and returns them to float
+one at a time until the drop is within ``max_drop``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import numpy as np
 
 from wastenet.accelerate.calibration import CalibrationSet
 from wastenet.errors import ConfigError
+from wastenet.imageio import read_rgb
 from wastenet.meta import META_KEY, BundleMeta
+from wastenet.preprocess import preprocess
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +64,7 @@ def _ignored(model, exclude: str):
     return nncf.IgnoredScope(names=names, validate=False) if names else None
 
 
-def _nncf_quantize(model, calib: CalibrationSet, method: str, exclude: str):
-    import nncf
+def _advanced(method: str):
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
@@ -67,7 +73,13 @@ def _nncf_quantize(model, calib: CalibrationSet, method: str, exclude: str):
         "percentile": RangeEstimatorParametersSet.MEAN_QUANTILE,
         "entropy": RangeEstimatorParametersSet.HISTOGRAM,  # histogram search, closest to KL
     }
-    advanced = AdvancedQuantizationParameters(activations_range_estimator_params=estimators[method])
+    return AdvancedQuantizationParameters(activations_range_estimator_params=estimators[method])
+
+
+def _nncf_quantize(model, calib: CalibrationSet, method: str, exclude: str):
+    import nncf
+
+    advanced = _advanced(method)
     kwargs = {"ignored_scope": _ignored(model, exclude)} if exclude else {}
     return nncf.quantize(
         model,
@@ -78,11 +90,72 @@ def _nncf_quantize(model, calib: CalibrationSet, method: str, exclude: str):
     )
 
 
-def _agreement(a_model, b_model, calib: CalibrationSet) -> float:
+class ValidationSet:
+    """Preprocessed validation images with their label sets (a set label counts any member)."""
+
+    def __init__(self, manifest: str | Path, meta: BundleMeta, split: str = "val") -> None:
+        from wastenet.accelerate.verify import load_split
+
+        items = load_split(manifest, split)
+        index = {name: i for i, name in enumerate(meta.labels)}
+        size = (meta.height, meta.width)
+        self.items = [
+            (
+                preprocess(read_rgb(item.path), size, meta.mean, meta.std),
+                frozenset(index[c] for c in item.labels),
+            )
+            for item in items
+        ]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def _top1(compiled, data) -> tuple[float, list[float]]:
+    """NNCF validation_fn: mean top-1 and the per-image 0/1 values it ranks layers with."""
+    out = compiled.output(0)
+    hits = [float(int(np.argmax(compiled(x)[out])) in labels) for x, labels in data]
+    return float(np.mean(hits)) if hits else 0.0, hits
+
+
+def _nncf_quantize_controlled(
+    model, calib: CalibrationSet, val: ValidationSet, method: str, exclude: str, max_drop: float
+):
+    import nncf
+
+    advanced = _advanced(method)
+    kwargs = {"ignored_scope": _ignored(model, exclude)} if exclude else {}
+    return nncf.quantize_with_accuracy_control(
+        model,
+        nncf.Dataset(calib.batches()),
+        nncf.Dataset(val.items, lambda item: item[0]),
+        validation_fn=_top1,
+        max_drop=max_drop / 100.0,
+        drop_type=nncf.DropType.ABSOLUTE,
+        subset_size=len(calib),
+        advanced_quantization_parameters=advanced,
+        **kwargs,
+    )
+
+
+def _compile(model):
     import openvino as ov
 
-    core = ov.Core()
-    fa, fb = core.compile_model(a_model, "CPU"), core.compile_model(b_model, "CPU")
+    return ov.Core().compile_model(model, "CPU")
+
+
+def _float_ops(model) -> int:
+    """Convolutions and MatMuls whose input has no FakeQuantize: the layers left in float."""
+    count = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul"):
+            src = op.input_value(0).get_node()
+            count += src.get_type_name() != "FakeQuantize"
+    return count
+
+
+def _agreement(a_model, b_model, calib: CalibrationSet) -> float:
+    fa, fb = _compile(a_model), _compile(b_model)
     agree = [
         np.argmax(fa(x)[fa.output(0)]) == np.argmax(fb(x)[fb.output(0)]) for x in calib.batches()
     ]
@@ -98,6 +171,8 @@ def export_openvino_int8(
     exclude: str = "",
     qdq_onnx: Path | None = None,
     min_agreement: float = 0.99,
+    val: ValidationSet | None = None,
+    max_drop: float | None = None,
 ) -> dict:
     """INT8 IR; returns a record of the quantiser used and what stayed in float."""
     if importlib.util.find_spec("nncf") is None:
@@ -107,6 +182,26 @@ def export_openvino_int8(
         save_ir(convert_onnx(qdq_onnx), meta, out_path)
         return {"quantiser": "onnxruntime QDQ through OpenVINO (nncf not installed)"}
     fp32 = convert_onnx(onnx_path)
+    if max_drop is not None:
+        if val is None:
+            raise ConfigError("openvino-int8 max_drop needs a manifest: its val split is measured")
+        if exclude.strip() == "auto":
+            raise ConfigError("openvino-int8: use max_drop or exclude=auto, not both")
+        quantized = _nncf_quantize_controlled(fp32, calib, val, method, exclude, max_drop)
+        save_ir(quantized, meta, out_path)
+        fp32_acc = _top1(_compile(fp32), val.items)[0]
+        int8_acc = _top1(_compile(quantized), val.items)[0]
+        return {
+            "quantiser": "nncf accuracy control",
+            "method": method,
+            "excluded": exclude,
+            "max_drop_points": max_drop,
+            "val_images": len(val),
+            "val_top1_fp32": fp32_acc,
+            "val_top1_int8": int8_acc,
+            "float_ops": _float_ops(quantized),
+            "calib_agreement": _agreement(fp32, quantized, calib),
+        }
     auto = exclude.strip() == "auto"
     quantized = _nncf_quantize(fp32, calib, method, "" if auto else exclude)
     agree = _agreement(fp32, quantized, calib)
