@@ -9,6 +9,10 @@ manifest's train split, or TrashNet photos), never on random data.
 
     python benchmarks/bench_engines.py --threads 2 --iters 300
     python benchmarks/bench_engines.py --bundle runs/lite0/best.safetensors --calib-manifest runs/data/manifest.json
+    python benchmarks/bench_engines.py --bundle best.safetensors --resolutions 50 75 100 --formats openvino-int8
+
+With several ``--resolutions`` the same weights are exported at each input size (the
+network is fully convolutional) and results go to ``engines_<pct>.json`` per size.
 """
 
 from __future__ import annotations
@@ -44,24 +48,20 @@ def make_bundle(path: Path, arch: str, resolution_pct: float) -> Path:
     return save_bundle(model, meta, path)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", type=Path, help="trained .safetensors (default: build Lite0)")
-    parser.add_argument("--arch", default="efficientnet_lite0")
-    parser.add_argument("--resolution", type=float, default=75.0)
-    parser.add_argument("--formats", nargs="+", default=CPU_FORMATS)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--iters", type=int, default=300)
-    parser.add_argument("--calib-manifest", type=Path)
-    parser.add_argument("--calib-images", type=Path, default=DEFAULT_IMAGES)
-    parser.add_argument("--calib-count", type=int, default=200)
-    parser.add_argument("--work", type=Path, help="where artifacts go (default: a temp dir)")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
-    args = parser.parse_args()
+def at_resolution(bundle: Path, pct: float, path: Path) -> Path:
+    """The same weights with the input size of ``pct`` % resolution (for a speed sweep)."""
+    import dataclasses
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="wastenet-bench-"))
-    bundle = args.bundle or make_bundle(work / "lite0.safetensors", args.arch, args.resolution)
+    from wastenet.models import load_bundle, save_bundle
+
+    model, meta = load_bundle(bundle)
+    h, w = input_size_for(pct)
+    return save_bundle(
+        model, dataclasses.replace(meta, input_size=[h, w], resolution_pct=pct), path
+    )
+
+
+def run_one(args, bundle: Path, work: Path, stem: str) -> None:
     calib = CalibSource(manifest=args.calib_manifest,
                         folder=None if args.calib_manifest else args.calib_images)  # fmt: skip
     results = export_bundle(bundle, args.formats, work, {"calib_count": args.calib_count}, calib)
@@ -82,7 +82,7 @@ def main() -> None:
         "skipped": skipped,
         "exports": [r.to_dict() for r in results],
     }
-    files = write_results(rows, args.out, stem="engines")
+    files = write_results(rows, args.out, stem=stem)
     data = json.loads(files["json"].read_text())
     files["json"].write_text(json.dumps({**data, "summary": summary}, indent=2, default=str))
     print(markdown(rows))
@@ -93,6 +93,37 @@ def main() -> None:
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
     print(f"written: {files['json']}, {files['md']}, {files['png']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, help="trained .safetensors (default: build Lite0)")
+    parser.add_argument("--arch", default="efficientnet_lite0")
+    parser.add_argument("--resolution", type=float, default=75.0)
+    parser.add_argument("--resolutions", type=float, nargs="+", help="a sweep of input sizes (%%)")
+    parser.add_argument("--formats", nargs="+", default=CPU_FORMATS)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--calib-manifest", type=Path)
+    parser.add_argument("--calib-images", type=Path, default=DEFAULT_IMAGES)
+    parser.add_argument("--calib-count", type=int, default=200)
+    parser.add_argument("--work", type=Path, help="where artifacts go (default: a temp dir)")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="wastenet-bench-"))
+    bundle = args.bundle or make_bundle(work / "lite0.safetensors", args.arch, args.resolution)
+    if not args.resolutions:
+        run_one(args, bundle, work, "engines")
+        return
+    for pct in args.resolutions:
+        sub = work / f"r{pct:g}"
+        sub.mkdir(parents=True, exist_ok=True)
+        print(f"\n## {pct:g} % resolution {input_size_for(pct)}")
+        run_one(
+            args, at_resolution(bundle, pct, sub / "lite0.safetensors"), sub, f"engines_{pct:g}"
+        )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 CLASSES: tuple[str, ...] = ("cardboard", "glass", "metal", "paper", "plastic")
 NOT_SURE = "not sure"
+# Below this top probability the bin answers NOT_SURE (evaluate reports the same rule).
+# Meaningful across models once each is calibrated (wastenet calibrate).
+CONFIDENCE_THRESHOLD = 0.7
 
 # Paper (section 4.2.1): TrashNet photos are 512x384; 75 % resolution is 384x288.
 FULL_RESOLUTION_WH: tuple[int, int] = (512, 384)

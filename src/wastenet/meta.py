@@ -28,6 +28,7 @@ class BundleMeta:
     mean: list[float]
     std: list[float]
     resolution_pct: float = 75.0
+    temperature: float = 1.0  # probabilities = softmax(logits / T); wastenet calibrate fits T
     manifest_hash: str | None = None
     source_hash: str | None = None  # hash of the weights an artifact was made from
     metrics: dict = field(default_factory=dict)
@@ -68,6 +69,8 @@ class BundleMeta:
         meta = cls(**{k: v for k, v in data.items() if k in known})
         if len(meta.input_size) != 2 or len(meta.mean) != 3 or len(meta.std) != 3:
             raise ModelFileError(f"{origin}: metadata has a malformed input size, mean or std")
+        if not float(meta.temperature) > 0:
+            raise ModelFileError(f"{origin}: metadata temperature must be positive")
         return meta
 
 

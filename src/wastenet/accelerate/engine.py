@@ -63,8 +63,10 @@ class Engine:
         return f"<{type(self).__name__} {self.name} {self.path}>"
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Probabilities from a logits-output graph (ours output probabilities, T applied)."""
+    shifted = logits / temperature
+    shifted = shifted - shifted.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 

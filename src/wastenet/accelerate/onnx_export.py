@@ -51,12 +51,18 @@ def save_onnx(model, path: Path) -> Path:
 
 
 def export_onnx(model, meta: BundleMeta, path: str | Path) -> Path:
-    """Trace ``model`` (logits) with a softmax appended, at ``meta.input_size``."""
+    """Trace ``model`` (logits) with softmax(logits / meta.temperature) appended."""
     import onnx
     import torch
 
     path = Path(path)
-    wrapped = torch.nn.Sequential(model.eval(), torch.nn.Softmax(dim=1)).eval()
+
+    class Scale(torch.nn.Module):
+        def forward(self, x):
+            return x * (1.0 / meta.temperature)
+
+    layers = [model.eval()] + ([Scale()] if meta.temperature != 1.0 else [])
+    wrapped = torch.nn.Sequential(*layers, torch.nn.Softmax(dim=1)).eval()
     dummy = torch.zeros(1, 3, meta.height, meta.width)
     tmp = _atomic_target(path)
     try:

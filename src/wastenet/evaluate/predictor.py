@@ -51,6 +51,7 @@ class TorchModulePredictor:
             for start in range(0, len(batch), self.batch_size):
                 x = torch.from_numpy(np.ascontiguousarray(batch[start : start + self.batch_size]))
                 logits = self.model(x.to(self.device, non_blocking=True)).float()
+                logits = logits / self.meta.temperature
                 outs.append(torch.softmax(logits, dim=1).cpu().numpy())
         if not outs:
             return np.zeros((0, len(self.meta.labels)), np.float32)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from wastenet.classes import CLASSES
+from wastenet.classes import CLASSES, CONFIDENCE_THRESHOLD
 from wastenet.errors import WasteNetError
 from wastenet.evaluate.corruptions import CORRUPTIONS
 from wastenet.evaluate.dataset import limit_items, load_images
@@ -35,7 +35,7 @@ def evaluate_model(
     predictor: Predictor,
     manifest: Any,
     split: str = "test",
-    threshold: float = 0.6,
+    threshold: float = CONFIDENCE_THRESHOLD,
     robustness: bool = True,
     severities: Sequence[int] = (1, 3, 5),
     corruptions: Sequence[str] = tuple(CORRUPTIONS),
@@ -76,6 +76,7 @@ def evaluate_model(
         "architecture": predictor.meta.architecture,
         "input_size": list(predictor.meta.input_size),
         "resolution_pct": predictor.meta.resolution_pct,
+        "temperature": predictor.meta.temperature,
         **model_stats(predictor, model_path),
     }
     report["data"] = {
@@ -234,6 +235,10 @@ def _not_sure_lines(report: dict) -> list[str]:
             f"AUROC of the top probability, in- vs out-of-distribution: "
             f"{ood['auroc_max_prob']:.3f}",
         ]
+    ece = report["overall"].get("ece")
+    if ece is not None:
+        temp = report.get("model", {}).get("temperature", 1.0)
+        lines += ["", f"Expected calibration error (15 bins): {_pct(ece)} (temperature {temp:.3f})"]
     return lines
 
 

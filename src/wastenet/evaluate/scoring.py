@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from wastenet.classes import CLASSES
+from wastenet.classes import CLASSES, CONFIDENCE_THRESHOLD
 from wastenet.evaluate import metrics as M
+from wastenet.evaluate.calibration import expected_calibration_error, label_masks
 
 
 def row_name(labels: Sequence[str], classes=CLASSES) -> str:
@@ -62,6 +63,7 @@ def score_group(
         "per_class": M.per_class_prf(cm, classes),
         "confusion": _confusion(pred, label_sets, classes),
         "not_sure": M.threshold_stats(probs, in_set, threshold),
+        "ece": expected_calibration_error(probs, label_masks(label_sets, classes)),
     }
 
 
@@ -69,7 +71,7 @@ def score_predictions(
     probs: np.ndarray,
     label_sets: Sequence[tuple[str, ...]],
     sources: Sequence[str],
-    threshold: float = 0.6,
+    threshold: float = CONFIDENCE_THRESHOLD,
     ood_probs: np.ndarray | None = None,
     classes: Sequence[str] = CLASSES,
 ) -> dict:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from wastenet.classes import CONFIDENCE_THRESHOLD
 from wastenet.errors import WasteNetError
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class BinOptions:
     actuator: str = "sim://"
     doors: str | None = None
     vote: int = 10
-    threshold: float = 0.7
+    threshold: float = CONFIDENCE_THRESHOLD
     min_share: float = 0.5
     gate: bool = True
     gate_threshold: float = 0.03

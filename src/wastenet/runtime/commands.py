@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from wastenet.classes import CONFIDENCE_THRESHOLD
+
 
 def register(subparsers, formatter_class) -> None:
     run = subparsers.add_parser(
@@ -31,7 +33,10 @@ def register(subparsers, formatter_class) -> None:
     run.add_argument("--doors", help="class -> door YAML; default: the paper's three doors")
     run.add_argument("--vote", type=int, default=10, help="majority-vote window N")
     run.add_argument(
-        "--threshold", type=float, default=0.7, help="minimum top probability of a vote"
+        "--threshold",
+        type=float,
+        default=CONFIDENCE_THRESHOLD,
+        help="minimum top probability of a vote",
     )
     run.add_argument(
         "--min-share", type=float, default=0.5, help="winner needs more than this share of N"

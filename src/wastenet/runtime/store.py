@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from wastenet.classes import CONFIDENCE_THRESHOLD
 from wastenet.errors import ConfigError, WasteNetError
 
 SCHEMA = """
@@ -44,10 +45,10 @@ class SamplePolicy:
 
     mode: str = "all"
     every: int = 1
-    uncertain_below: float = 0.7
+    uncertain_below: float = CONFIDENCE_THRESHOLD
 
     @classmethod
-    def parse(cls, text: str, uncertain_below: float = 0.7) -> SamplePolicy:
+    def parse(cls, text: str, uncertain_below: float = CONFIDENCE_THRESHOLD) -> SamplePolicy:
         text = text.strip().lower()
         if text in ("all", "uncertain"):
             return cls(text, 1, uncertain_below)

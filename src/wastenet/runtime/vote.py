@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wastenet.classes import NOT_SURE
+from wastenet.classes import CONFIDENCE_THRESHOLD, NOT_SURE
 
 
 @dataclass
@@ -28,7 +28,9 @@ class VoteResult:
 
 
 class MajorityVote:
-    def __init__(self, n: int = 10, min_confidence: float = 0.7, min_share: float = 0.5) -> None:
+    def __init__(
+        self, n: int = 10, min_confidence: float = CONFIDENCE_THRESHOLD, min_share: float = 0.5
+    ) -> None:
         if n < 1 or not 0 <= min_confidence <= 1 or not 0 <= min_share < 1:
             raise ValueError("vote needs n >= 1, 0 <= min_confidence <= 1, 0 <= min_share < 1")
         self.n, self.min_confidence, self.min_share = n, min_confidence, min_share

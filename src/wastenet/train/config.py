@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from wastenet.classes import CONFIDENCE_THRESHOLD
 from wastenet.config import from_dict, load_yaml
 from wastenet.errors import ConfigError
 
@@ -51,7 +52,7 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None  # for quick smoke runs
     eval_batch_size: int = 32
     cache_dir: str | None = None
-    threshold: float = 0.6
+    threshold: float = CONFIDENCE_THRESHOLD
 
     def validate(self) -> None:
         if self.optimizer not in ("adam", "adamw"):

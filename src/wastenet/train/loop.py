@@ -24,7 +24,7 @@ from wastenet.train.config import TrainConfig
 from wastenet.train.data import CachedImages, epoch_batches, make_loader, to_input
 from wastenet.train.loss import correct_in_set, set_label_loss
 from wastenet.train.runlog import RunLog
-from wastenet.train.setup import RunContext, build_context
+from wastenet.train.setup import RunContext
 
 
 @dataclass
@@ -177,7 +177,7 @@ def train(
     if not resume and (run_dir / checkpoint.STATE_FILE).exists():
         raise WasteNetError(f"{run_dir}: a run is already there; pass --resume or another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
-    ctx = build_context(cfg, run_dir, progress)
+    ctx = RunContext(cfg, run_dir, progress)
     pos = Position()
     if resume:
         pos = Position(**checkpoint.load_state(run_dir))

@@ -14,7 +14,7 @@ import torch
 from wastenet.train.config import TrainConfig
 from wastenet.train.data import epoch_batches, make_loader, to_input
 from wastenet.train.loss import set_label_loss
-from wastenet.train.setup import build_context
+from wastenet.train.setup import RunContext
 
 
 def suggest_lr(lrs: list[float], losses: list[float]) -> float:
@@ -42,7 +42,7 @@ def lr_find(
 ) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = build_context(cfg, out_dir, progress)
+    ctx = RunContext(cfg, out_dir, progress)
     phase = cfg.phases[0]
     data = ctx.train_data(phase)
     data.mode = "train"

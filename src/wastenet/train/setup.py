@@ -203,7 +203,3 @@ class RunContext:
     def close(self) -> None:
         if self.world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-
-
-def build_context(cfg: TrainConfig, run_dir: Path, progress: bool) -> RunContext:
-    return RunContext(cfg, run_dir, progress)

@@ -22,7 +22,7 @@ class OnnxEngine(Engine):
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = self.check_batch(batch)
         out = self._session.run(None, {self._input: batch})[0].astype(np.float32)
-        return out if self._is_probs else softmax(out)
+        return out if self._is_probs else softmax(out, self.meta.temperature)
 
     def close(self) -> None:
         self._session = None

@@ -23,7 +23,7 @@ class OpenVinoEngine(Engine):
         batch = self.check_batch(batch)
         out = self._request.infer({0: batch}, share_inputs=True)
         probs = np.array(out[self._compiled.output(0)], dtype=np.float32)
-        return probs if self._is_probs else softmax(probs)
+        return probs if self._is_probs else softmax(probs, self.meta.temperature)
 
     def close(self) -> None:
         self._request = None

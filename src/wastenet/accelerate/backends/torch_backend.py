@@ -30,7 +30,8 @@ class TorchEngine(Engine):
         torch = self._torch
         with torch.inference_mode():
             logits = self._model(torch.from_numpy(batch).to(self._device))
-            return torch.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float32)
+            logits = logits.float() / self.meta.temperature
+            return torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32)
 
     def close(self) -> None:
         self._model = None
