@@ -85,6 +85,9 @@ def test_tiny_model_learns_separable_images(tiny_manifest, tmp_path):
     assert (tmp_path / "run" / "curves.png").exists()
     assert meta.metrics["val"]["acc"] >= 0.6  # chance is 0.2
     assert "test" in meta.metrics and meta.input_size == [48, 64]
+    calibration = meta.metrics["calibration"]  # the shipped bundle comes out calibrated
+    assert meta.temperature == calibration["temperature"] and calibration["split"] == "val"
+    assert calibration["nll_after"] <= calibration["nll_before"] + 1e-9
 
 
 @pytest.mark.parametrize("stop_after", [3, 10])

@@ -103,6 +103,7 @@ def calibrate_bundle(
     split: str = "val",
     cache_dir: str | Path | None = None,
     out: str | Path | None = None,
+    sources: Sequence[str] | None = None,
 ) -> dict:
     """Fit T on ``split`` and write it into the bundle's metadata (atomically, weights kept)."""
     import dataclasses
@@ -114,6 +115,8 @@ def calibrate_bundle(
     bundle = Path(bundle)
     model, meta = load_bundle(bundle)
     items = load_manifest(manifest).items(split=split)
+    if sources:
+        items = [it for it in items if it.source in sources]
     if not items:
         raise WasteNetError(f"{manifest}: no {split} images to calibrate on")
     images, items, _ = load_images(items, (meta.height, meta.width), cache_dir)

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from wastenet.classes import CONFIDENCE_THRESHOLD
 from wastenet.config import from_dict, load_yaml
 from wastenet.errors import ConfigError
 
@@ -52,7 +51,7 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None  # for quick smoke runs
     eval_batch_size: int = 32
     cache_dir: str | None = None
-    threshold: float = CONFIDENCE_THRESHOLD
+    calibrate: bool = True  # fit the softmax temperature on val into model.safetensors
 
     def validate(self) -> None:
         if self.optimizer not in ("adam", "adamw"):

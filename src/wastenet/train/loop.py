@@ -169,6 +169,17 @@ def _save_progress(ctx: RunContext, pos: Position, optimizer) -> None:
     checkpoint.save_state(ctx.run_dir, pos.__dict__)
 
 
+def _calibrate(bundle: Path, cfg: TrainConfig) -> None:
+    from wastenet.evaluate.calibration import calibrate_bundle
+
+    s = calibrate_bundle(bundle, cfg.manifest, "val", sources=cfg.sources)
+    print(
+        f"calibrated: temperature {s['temperature']:.3f}, val ECE "
+        f"{100 * s['ece_before']:.2f} % -> {100 * s['ece_after']:.2f} %",
+        flush=True,
+    )
+
+
 def train(
     cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True
 ) -> Path:
@@ -231,5 +242,7 @@ def train(
     ctx.barrier()
     if best.exists():
         ctx.finalize(best)  # every rank evaluates its shard of the test split; rank 0 writes
+        if cfg.calibrate and ctx.rank == 0:
+            _calibrate(run_dir / "model.safetensors", cfg)
     ctx.close()
     return best
