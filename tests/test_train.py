@@ -90,11 +90,12 @@ def test_tiny_model_learns_separable_images(tiny_manifest, tmp_path):
     assert calibration["nll_after"] <= calibration["nll_before"] + 1e-9
 
 
-@pytest.mark.parametrize("stop_after", [3, 10])
-def test_interrupt_then_resume_is_exact(tiny_manifest, tmp_path, monkeypatch, stop_after):
-    """Stopped mid-epoch (3) or in the second epoch (10), the resumed run ends bit-equal."""
+@pytest.mark.parametrize("stop_after, ema", [(3, None), (10, None), (10, 0.9)])
+def test_interrupt_then_resume_is_exact(tiny_manifest, tmp_path, monkeypatch, stop_after, ema):
+    """Stopped mid-epoch (3) or in the second epoch (10), the resumed run ends bit-equal
+    (with an EMA of the weights too)."""
     phases = [{"name": "main", "epochs": 2, "lr": 1e-3}, {"name": "c", "epochs": 1, "lr": 1e-4}]
-    cfg = tiny_config(tiny_manifest, tmp_path, phases=phases)
+    cfg = tiny_config(tiny_manifest, tmp_path, phases=phases, ema_decay=ema)
     train(cfg, tmp_path / "full", progress=False)
 
     import wastenet.train.loop as loop
@@ -129,10 +130,16 @@ def test_interrupt_then_resume_is_exact(tiny_manifest, tmp_path, monkeypatch, st
     steps_per_epoch = -(-len(build_split_items(tiny_manifest)) // 8)
     assert state["epoch"] * steps_per_epoch + state["step"] == stop_after
     train(cfg, tmp_path / "cut", resume=True, progress=False)
-    a = load_file(str(tmp_path / "full" / "last.safetensors"))
-    b = load_file(str(tmp_path / "cut" / "last.safetensors"))
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    for name in ["last.safetensors", "model.safetensors"] + (["ema.safetensors"] if ema else []):
+        a = load_file(str(tmp_path / "full" / name))
+        b = load_file(str(tmp_path / "cut" / name))
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)
+    if ema:  # the shipped weights are the average, not the last step's
+        last, shipped = (
+            load_file(str(tmp_path / "full" / n)) for n in ("last.safetensors", "ema.safetensors")
+        )
+        assert any(not torch.equal(last[k], shipped[k]) for k in last)
 
 
 def test_existing_run_needs_resume_flag(tiny_manifest, tmp_path):

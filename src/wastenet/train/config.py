@@ -35,6 +35,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "constant"  # constant | cosine (within each phase)
     label_smoothing: float = 0.0
+    ema_decay: float | None = None  # e.g. 0.998: validate and ship an EMA of the weights
     phases: list[PhaseConfig] = field(
         default_factory=lambda: [
             PhaseConfig("main", 50, 4.3e-5),

@@ -26,6 +26,8 @@ from wastenet.train.loss import correct_in_set, set_label_loss
 from wastenet.train.runlog import RunLog
 from wastenet.train.setup import RunContext
 
+EMA_FILE = "ema.safetensors"
+
 
 @dataclass
 class Position:
@@ -36,6 +38,7 @@ class Position:
     best_val: float = -1.0
     best_epoch: int = -1
     bad_epochs: int = 0
+    ema_updates: int = 0
     history: list = field(default_factory=list)
 
 
@@ -79,7 +82,7 @@ def _make_optimizer(cfg: TrainConfig, model: torch.nn.Module, lr: float):
 @torch.inference_mode()
 def evaluate_split(ctx: RunContext, data: CachedImages) -> dict:
     """Loss and set-aware top-1 on a split, overall and per source (all ranks reduced)."""
-    ctx.model_core.eval()
+    model = ctx.eval_model.eval()
     data.mode = "none"
     batches = epoch_batches(len(data), ctx.cfg.eval_batch_size, 0, 0, False, ctx.rank, ctx.world)
     sources = sorted({it.source for it in data.items})
@@ -88,7 +91,7 @@ def evaluate_split(ctx: RunContext, data: CachedImages) -> dict:
         batches, make_loader(data, batches, ctx.cfg.workers), strict=True
     ):
         with ctx.autocast():
-            logits = ctx.model_core(to_input(images, ctx.meta.mean, ctx.meta.std, ctx.device))
+            logits = model(to_input(images, ctx.meta.mean, ctx.meta.std, ctx.device))
         masks = masks.to(ctx.device)
         sums[0] += float(set_label_loss(logits, masks)) * len(batch)
         ok = correct_in_set(logits, masks).cpu()
@@ -141,6 +144,9 @@ def _train_epoch(ctx: RunContext, pos: Position, stop: _StopFlag, optimizer) -> 
         optimizer.zero_grad(set_to_none=True)
         ctx.backward(loss)
         ctx.step(optimizer)
+        if ctx.ema:
+            ctx.ema.update(ctx.model_core, pos.ema_updates)
+            pos.ema_updates += 1
         pos.step += 1
         loss_sum += float(loss.detach()) * len(masks)
         correct += float(correct_in_set(logits.detach(), masks).sum())
@@ -164,7 +170,9 @@ def _train_epoch(ctx: RunContext, pos: Position, stop: _StopFlag, optimizer) -> 
 def _save_progress(ctx: RunContext, pos: Position, optimizer) -> None:
     if ctx.rank != 0:
         return
-    ctx.save_bundle(ctx.run_dir / "last.safetensors")
+    ctx.save_bundle(ctx.run_dir / "last.safetensors", model=ctx.model_core)
+    if ctx.ema:
+        ctx.save_bundle(ctx.run_dir / EMA_FILE, model=ctx.ema.model)
     checkpoint.save_optimizer(optimizer, ctx.run_dir / checkpoint.OPTIM_FILE)
     checkpoint.save_state(ctx.run_dir, pos.__dict__)
 
@@ -193,6 +201,8 @@ def train(
     if resume:
         pos = Position(**checkpoint.load_state(run_dir))
         ctx.load_weights(run_dir / "last.safetensors")
+        if ctx.ema and (run_dir / EMA_FILE).exists():
+            ctx.load_weights(run_dir / EMA_FILE, model=ctx.ema.model)
     elif ctx.rank == 0:
         save_yaml(cfg, run_dir / "config.yaml")
     log = RunLog(run_dir, enabled=ctx.rank == 0)

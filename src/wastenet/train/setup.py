@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import datetime as dt
 import os
@@ -30,6 +31,31 @@ def build_augment(spec: dict):
     except TypeError as exc:
         raise ConfigError(f"augment: {exc}") from exc
     return augment.Augmenter(cfg)
+
+
+class EmaWeights:
+    """An exponential moving average of the weights (and BN statistics) of a model.
+
+    Decay warms up as min(decay, (1 + n) / (10 + n)) over the n updates so far, so the
+    average starts at the current weights instead of lagging behind the pretrained ones.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ConfigError(f"ema_decay must be between 0 and 1, got {decay}")
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, updates: int) -> None:
+        decay = min(self.decay, (1 + updates) / (10 + updates))
+        for avg, now in zip(
+            self.model.state_dict().values(), model.state_dict().values(), strict=True
+        ):
+            if avg.is_floating_point():
+                avg.lerp_(now, 1.0 - decay)
+            else:
+                avg.copy_(now)
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -69,6 +95,7 @@ class RunContext:
             model = model.to(memory_format=torch.channels_last)
         self.model_core = model.to(self.device)
         self.model = self.model_core
+        self.ema = EmaWeights(self.model_core, cfg.ema_decay) if cfg.ema_decay else None
         if self.world > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.model_core, device_ids=[self.device] if cuda else None
@@ -166,20 +193,26 @@ class RunContext:
             **kwargs,
         )
 
-    def save_bundle(self, path: Path, metrics: dict | None = None) -> None:
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What is validated and shipped: the EMA weights when on, else the trained ones."""
+        return self.ema.model if self.ema else self.model_core
+
+    def save_bundle(self, path: Path, metrics: dict | None = None, model=None) -> None:
         from wastenet.models import save_bundle
 
         meta = dataclasses.replace(
             self.meta, metrics=metrics or {}, created=dt.datetime.now(dt.timezone.utc).isoformat()
         )
-        save_bundle(self.model_core, meta, path)
+        save_bundle(self.eval_model if model is None else model, meta, path)
 
-    def load_weights(self, path: Path) -> None:
+    def load_weights(self, path: Path, model=None) -> None:
         from safetensors.torch import load_file
 
         if not path.exists():
             raise WasteNetError(f"{path}: no checkpoint to resume from")
-        self.model_core.load_state_dict(load_file(str(path), device=str(self.device)))
+        target = self.model_core if model is None else model
+        target.load_state_dict(load_file(str(path), device=str(self.device)))
 
     def finalize(self, best: Path) -> None:
         """Test-set accuracy per source of the best weights, into ``model.safetensors``."""
@@ -187,7 +220,7 @@ class RunContext:
         from wastenet.train.loop import evaluate_split
 
         model, meta = load_bundle(best, map_location=str(self.device))
-        self.model_core.load_state_dict(model.state_dict())
+        self.eval_model.load_state_dict(model.state_dict())
         test = evaluate_split(
             self,
             CachedImages(
