@@ -64,7 +64,8 @@ def at_resolution(bundle: Path, pct: float, path: Path) -> Path:
 def run_one(args, bundle: Path, work: Path, stem: str) -> None:
     calib = CalibSource(manifest=args.calib_manifest,
                         folder=None if args.calib_manifest else args.calib_images)  # fmt: skip
-    results = export_bundle(bundle, args.formats, work, {"calib_count": args.calib_count}, calib)
+    options = {"calib_count": args.calib_count, "max_drop": args.max_drop}
+    results = export_bundle(bundle, args.formats, work, options, calib)
     paths = [bundle] + [r.path for r in results if r.status == "ok" and r.format != "torch"]
     skipped = {r.format: r.reason for r in results if r.status != "ok"}
     rows = [bench_one(p, args.threads, args.warmup, args.iters) for p in paths]
@@ -108,6 +109,7 @@ def main() -> None:
     parser.add_argument("--calib-manifest", type=Path)
     parser.add_argument("--calib-images", type=Path, default=DEFAULT_IMAGES)
     parser.add_argument("--calib-count", type=int, default=200)
+    parser.add_argument("--max-drop", type=float, help="accuracy-controlled openvino-int8 (points)")
     parser.add_argument("--work", type=Path, help="where artifacts go (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
