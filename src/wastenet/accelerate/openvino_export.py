@@ -144,16 +144,6 @@ def _compile(model):
     return ov.Core().compile_model(model, "CPU")
 
 
-def _float_ops(model) -> int:
-    """Convolutions and MatMuls whose input has no FakeQuantize: the layers left in float."""
-    count = 0
-    for op in model.get_ordered_ops():
-        if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul"):
-            src = op.input_value(0).get_node()
-            count += src.get_type_name() != "FakeQuantize"
-    return count
-
-
 def _agreement(a_model, b_model, calib: CalibrationSet) -> float:
     fa, fb = _compile(a_model), _compile(b_model)
     agree = [
@@ -199,7 +189,6 @@ def export_openvino_int8(
             "val_images": len(val),
             "val_top1_fp32": fp32_acc,
             "val_top1_int8": int8_acc,
-            "float_ops": _float_ops(quantized),
             "calib_agreement": _agreement(fp32, quantized, calib),
         }
     auto = exclude.strip() == "auto"
