@@ -133,11 +133,9 @@ def model_stats(predictor: Predictor, path: str | Path | None = None) -> dict:
     stats: dict = {"parameters": int(params) if params is not None else None}
     if path is not None and Path(path).exists():
         path = Path(path)
-        size = (
-            sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-            if path.is_dir()
-            else path.stat().st_size
-        )
+        from wastenet.accelerate.bench import artifact_bytes
+
+        size = artifact_bytes(path)  # an OpenVINO .xml counts its .bin too
         stats.update(path=str(path), file_size_bytes=int(size), file_size_mb=round(size / 1e6, 3))
         if stats["parameters"] is None and path.suffix == ".safetensors":
             stats["parameters"] = safetensors_parameter_count(path)
