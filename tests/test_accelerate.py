@@ -238,3 +238,16 @@ def test_accuracy_control_needs_a_manifest(tmp_path, exported):
             tiny_model(), meta, ["openvino-int8"], tmp_path / "out",
             options={"max_drop": 0.5}, calib=CalibSource(folder=images),
         )  # fmt: skip
+
+
+def test_bench_labels_tell_two_artifacts_of_one_format_apart():
+    from wastenet.accelerate.bench import row_labels
+
+    rows = [
+        {"format": "onnx", "artifact": "/r/export/m.onnx"},
+        {"format": "openvino-int8", "artifact": "/r/plain/m.int8.xml"},
+        {"format": "openvino-int8", "artifact": "/r/controlled/m.int8.xml"},
+    ]
+    labels = row_labels(rows)
+    assert labels[0] == "onnx" and len(set(labels)) == 3
+    assert "plain/m.int8.xml" in labels[1] and "controlled/m.int8.xml" in labels[2]

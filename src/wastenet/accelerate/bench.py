@@ -113,6 +113,21 @@ def bench_one(path: Path, threads: int, warmup: int, iters: int, timeout: float 
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def row_labels(rows: list[dict]) -> list[str]:
+    """The format name, plus the artifact's folder/file where a format appears twice."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["format"]] = counts.get(r["format"], 0) + 1
+    labels = []
+    for r in rows:
+        label = r["format"]
+        if counts[label] > 1 and r.get("artifact"):
+            path = Path(r["artifact"])
+            label += f" ({path.parent.name}/{path.name})"
+        labels.append(label)
+    return labels
+
+
 def markdown(rows: list[dict]) -> str:
     """A table like the paper's table 5, plus the speed-up over PyTorch eager FP32."""
     base = next((r["p50_ms"] for r in rows if r["format"] == "torch"), None)
@@ -120,10 +135,10 @@ def markdown(rows: list[dict]) -> str:
         "| format | size (MB) | load (s) | p50 (ms) | p95 (ms) | p99 (ms) | IPS (1/p50) | IPS (measured) | speed-up vs eager | peak RSS (MB) | CPU load |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for r in rows:
+    for r, label in zip(rows, row_labels(rows), strict=True):
         speed = f"{base / r['p50_ms']:.1f}x" if base else "-"
         lines.append(
-            f"| {r['format']} | {r['size_mb']:.1f} | {r['load_s']:.2f} | {r['p50_ms']:.2f} | "
+            f"| {label} | {r['size_mb']:.1f} | {r['load_s']:.2f} | {r['p50_ms']:.2f} | "
             f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['ips_p50']:.0f} | "
             f"{r['ips_measured']:.0f} | {speed} | {r['peak_rss_mb']:.0f} | {r['cpu_load']:.2f} |"
         )
@@ -138,7 +153,7 @@ def bar_chart(rows: list[dict], path: Path, title: str = "Inferences per second 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(1.2 * len(rows) + 2, 4))
-    names = [r["format"] for r in rows]
+    names = row_labels(rows)
     values = [r["ips_p50"] for r in rows]
     bars = ax.bar(names, values, color="tab:green")
     ax.bar_label(bars, fmt="%.0f")
