@@ -83,7 +83,7 @@ def throughput(engine, frames: int, gate: bool, repeats: int = 3, warmup: int = 
         "elapsed_s": summary.elapsed_s,
         "fps": summary.fps,
         "fps_runs": [s.fps for s in runs],
-        "decisions": len(summary.actuations),
+        "decisions": summary.decisions,
         "stages": summary.stages.summary(),
     }
 

@@ -104,6 +104,22 @@ def test_replayed_scene_opens_one_correct_door_per_item(colour_model, scene_fold
     assert summary.inferred == len(SCENE) * 12  # empty frames were never inferred
 
 
+def test_run_summary_keeps_recent_decisions_only(colour_model, scene_folder, monkeypatch):
+    """A bin runs for weeks: the summary counts every decision but keeps only the last few."""
+    from wastenet.runtime import events
+
+    monkeypatch.setattr(events, "RECENT", 2)
+    _, engine = colour_model
+    doors = load_door_map()
+    source = ImageFolderSource(scene_folder, hold=12, gap=6, background="#1e1e1e", size=(64, 48))
+    loop = BinLoop(source, engine, MajorityVote(10, 0.7), open_actuator("sim://", doors), doors,
+                   PresenceGate())  # fmt: skip
+    summary = loop.run()
+    assert summary.decisions == len(SCENE) > 2
+    assert [a.label for a in summary.actuations] == SCENE[-2:]
+    assert len(summary.inference_gaps) == 2
+
+
 def test_ambiguous_items_open_no_door(colour_model, tmp_path):
     """Items halfway between two classes get ~50 % each: "not sure", which never opens a door."""
     _, engine = colour_model
@@ -127,7 +143,7 @@ def test_ambiguous_items_open_no_door(colour_model, tmp_path):
     summary = loop.run()
     assert summary.inferred == 36
     assert {r.label for r in seen if r.present} == {NOT_SURE}
-    assert summary.actuations == []
+    assert list(summary.actuations) == [] and summary.decisions == 0
 
 
 def test_measured_queue_delay_matches_equation_1(colour_model, scene_folder, tmp_path):

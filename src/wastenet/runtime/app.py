@@ -208,7 +208,7 @@ def _summary_dict(summary) -> dict:
         "elapsed_s": summary.elapsed_s,
         "fps": summary.fps,
         "ips": summary.ips,
-        "actuations": len(summary.actuations),
+        "actuations": summary.decisions,
         "stages": summary.stages.summary(),
     }
 
@@ -218,7 +218,7 @@ def print_summary(summary, n: int, print_fn: Callable[[str], None] = print) -> N
 
     print_fn(
         f"\n{summary.frames} frames ({summary.inferred} inferred) in {summary.elapsed_s:.1f} s"
-        f" = {summary.fps:.1f} frames/s; {len(summary.actuations)} door decisions"
+        f" = {summary.fps:.1f} frames/s; {summary.decisions} door decisions"
     )
     print_fn("| stage | median ms | mean ms | share |\n| --- | ---: | ---: | ---: |")
     for name, s in summary.stages.summary().items():

@@ -40,14 +40,20 @@ class Actuation:
         return self.command_t - self.onset_t
 
 
+RECENT = 1000
+
+
 @dataclass
 class RunSummary:
     frames: int = 0
     inferred: int = 0
     elapsed_s: float = 0.0
-    actuations: list[Actuation] = field(default_factory=list)
+    decisions: int = 0  # door decisions in the whole run
+    # The most recent decisions only: a bin runs for weeks, and every one is also in
+    # actuations.jsonl. (An unbounded list here was the loop's slow memory growth.)
+    actuations: deque = field(default_factory=lambda: deque(maxlen=RECENT))
     stages: StageStats = field(default_factory=StageStats)
-    inference_gaps: deque = field(default_factory=lambda: deque(maxlen=1000))
+    inference_gaps: deque = field(default_factory=lambda: deque(maxlen=RECENT))
 
     @property
     def fps(self) -> float:

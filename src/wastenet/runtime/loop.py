@@ -117,6 +117,7 @@ class BinLoop:
             ok,
         )
         self.summary.actuations.append(event)
+        self.summary.decisions += 1
         for listener in self.listeners:
             listener(event)
 
