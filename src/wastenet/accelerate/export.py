@@ -122,11 +122,9 @@ class Exporter:
 
             calib = self.calibration(opts["calib_count"])
             qdq = self.path("ort-int8") if "ort-int8" in self._records else None
-            val = None
-            if opts["max_drop"] is not None:
-                if self.calib_source.manifest is None:
-                    raise ConfigError("max_drop measures the val split: give --calib-manifest")
-                val = ValidationSet(self.calib_source.manifest, self.meta)
+            manifest = self.calib_source.manifest
+            measure = opts["max_drop"] is not None and manifest is not None
+            val = ValidationSet(manifest, self.meta) if measure else None
             rec = export_openvino_int8(
                 self.onnx(), self.meta, out, calib, opts["calib_method"], opts["exclude"], qdq,
                 val=val, max_drop=opts["max_drop"],

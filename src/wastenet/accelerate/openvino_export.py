@@ -20,9 +20,7 @@ import numpy as np
 
 from wastenet.accelerate.calibration import CalibrationSet
 from wastenet.errors import ConfigError
-from wastenet.imageio import read_rgb
 from wastenet.meta import META_KEY, BundleMeta
-from wastenet.preprocess import preprocess
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +96,9 @@ class ValidationSet:
 
         items = load_split(manifest, split)
         index = {name: i for i, name in enumerate(meta.labels)}
-        size = (meta.height, meta.width)
-        self.items = [
-            (
-                preprocess(read_rgb(item.path), size, meta.mean, meta.std),
-                frozenset(index[c] for c in item.labels),
-            )
-            for item in items
-        ]
+        images = CalibrationSet([Path(item.path) for item in items], meta).batches()
+        labels = [frozenset(index[c] for c in item.labels) for item in items]
+        self.items = list(zip(images, labels, strict=True))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -174,7 +167,7 @@ def export_openvino_int8(
     fp32 = convert_onnx(onnx_path)
     if max_drop is not None:
         if val is None:
-            raise ConfigError("openvino-int8 max_drop needs a manifest: its val split is measured")
+            raise ConfigError("max_drop measures the val split: give --calib-manifest")
         if exclude.strip() == "auto":
             raise ConfigError("openvino-int8: use max_drop or exclude=auto, not both")
         quantized = _nncf_quantize_controlled(fp32, calib, val, method, exclude, max_drop)
