@@ -71,10 +71,12 @@ def test_a_calibrated_bundle_carries_t_into_every_artifact(tmp_path):
     with torch.no_grad():
         want = softmax(model(torch.from_numpy(x)).numpy() / 2.5)
     from wastenet.accelerate.backends.torch_backend import TorchEngine
-    from wastenet.evaluate.predictor import TorchModulePredictor
 
     np.testing.assert_allclose(TorchEngine.from_model(model, meta).predict(x), want, atol=1e-6)
-    np.testing.assert_allclose(TorchModulePredictor(model, meta, "cpu").predict(x), want, atol=1e-6)
+    chunked = np.concatenate([x] * 20)  # more than one forward pass (CHUNK images each)
+    np.testing.assert_allclose(
+        TorchEngine.from_model(model, meta).predict(chunked), np.concatenate([want] * 20), atol=1e-6
+    )
     formats = ["onnx", "openvino"] if _has("openvino") else ["onnx"]
     for result in export_model(model, meta, formats, tmp_path):
         engine = load_engine(result.path)

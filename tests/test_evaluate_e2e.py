@@ -47,8 +47,8 @@ def manifest_path(tmp_path_factory):
 
 def test_evaluate_model_api_with_a_trained_tiny_net(manifest_path, tmp_path):
     """The training stage's path: an in-memory model, evaluate_model, files written."""
+    from wastenet.accelerate.backends.torch_backend import TorchEngine
     from wastenet.evaluate.dataset import load_images, load_manifest
-    from wastenet.evaluate.predictor import TorchModulePredictor
     from wastenet.evaluate.report import REPORT_SECTIONS, evaluate_model
     from wastenet.preprocess import normalize
 
@@ -72,7 +72,7 @@ def test_evaluate_model_api_with_a_trained_tiny_net(manifest_path, tmp_path):
         loss.backward()
         opt.step()
     meta = BundleMeta("tiny-seq", list(CLASSES), list(SIZE_HW), MEAN, STD)
-    predictor = TorchModulePredictor(net, meta, device="cpu")
+    predictor = TorchEngine.from_model(net, meta)
     report = evaluate_model(
         predictor,
         manifest,

@@ -49,20 +49,16 @@ def net():
 
 def test_onnx_engine_matches_torch(tmp_path, items, net):
     pytest.importorskip("onnxruntime")
+    from wastenet.accelerate.backends.torch_backend import TorchEngine
     from wastenet.accelerate.onnx_export import export_onnx
     from wastenet.evaluate.dataset import load_images
-    from wastenet.evaluate.predictor import (
-        TorchModulePredictor,
-        load_predictor,
-        model_stats,
-        predict_images,
-    )
+    from wastenet.evaluate.predictor import load_predictor, model_stats, predict_images
 
     images, kept, skipped = load_images(items, SIZE_HW)
     assert images.shape == (len(items), *SIZE_HW, 3) and not skipped
     onnx_path = export_onnx(net, META, tmp_path / "tiny.onnx")
     engine = load_predictor(onnx_path)
-    torch_probs = predict_images(TorchModulePredictor(net, META, "cpu"), images, batch_size=3)
+    torch_probs = predict_images(TorchEngine.from_model(net, META), images, batch_size=3)
     onnx_probs = predict_images(engine, images, batch_size=3)
     assert onnx_probs.shape == (len(items), 5)
     np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-5)
@@ -94,7 +90,8 @@ def test_load_images_skips_unreadable_and_cache_matches(tmp_path, items):
 
 
 def test_predictor_errors(tmp_path, items, net):
-    from wastenet.evaluate.predictor import TorchModulePredictor, load_predictor
+    from wastenet.accelerate.backends.torch_backend import TorchEngine
+    from wastenet.evaluate.predictor import load_predictor
     from wastenet.evaluate.report import evaluate_model
 
     with pytest.raises(ModelFileError, match="no such model"):
@@ -112,6 +109,6 @@ def test_predictor_errors(tmp_path, items, net):
 
     shuffled = BundleMeta("tiny-seq", list(reversed(CLASSES)), list(SIZE_HW), [0.5] * 3, [0.25] * 3)
     with pytest.raises(WasteNetError, match="not WasteNet's classes"):
-        evaluate_model(TorchModulePredictor(net, shuffled, "cpu"), OneSplit(), robustness=False)
+        evaluate_model(TorchEngine.from_model(net, shuffled), OneSplit(), robustness=False)
     with pytest.raises(WasteNetError, match="threshold"):
-        evaluate_model(TorchModulePredictor(net, META, "cpu"), OneSplit(), threshold=1.5)
+        evaluate_model(TorchEngine.from_model(net, META), OneSplit(), threshold=1.5)

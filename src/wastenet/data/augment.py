@@ -108,6 +108,16 @@ def preset(name: str, zoom: float | None = None) -> AugmentConfig:
     return replace(cfg, zoom=zoom) if zoom is not None else cfg
 
 
+def random_flips(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The "light" augmentation (FixRes and consolidation phases): a lossless horizontal
+    and vertical flip, each with probability 0.5; nothing resampled, nothing recoloured."""
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    if rng.random() < 0.5:
+        img = img[::-1]
+    return img
+
+
 def affine_matrix(
     h: int, w: int, flip_h: bool, flip_v: bool, angle_deg: float, tx: float, ty: float, s: float
 ) -> np.ndarray:

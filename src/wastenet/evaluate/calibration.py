@@ -108,8 +108,9 @@ def calibrate_bundle(
     """Fit T on ``split`` and write it into the bundle's metadata (atomically, weights kept)."""
     import dataclasses
 
+    from wastenet.accelerate.backends.torch_backend import TorchEngine
     from wastenet.evaluate.dataset import load_images, load_manifest
-    from wastenet.evaluate.predictor import TorchModulePredictor, predict_images
+    from wastenet.evaluate.predictor import predict_images
     from wastenet.models import load_bundle, save_bundle
 
     bundle = Path(bundle)
@@ -121,7 +122,7 @@ def calibrate_bundle(
         raise WasteNetError(f"{manifest}: no {split} images to calibrate on")
     images, items, _ = load_images(items, (meta.height, meta.width), cache_dir)
     base = dataclasses.replace(meta, temperature=1.0)  # fit from the raw logits
-    probs = predict_images(TorchModulePredictor(model, base, device="cpu"), images)
+    probs = predict_images(TorchEngine.from_model(model, base), images)
     masks = label_masks([it.labels for it in items], meta.labels)
     temperature = fit_temperature(probs, masks)
     summary = dict(calibration_summary(probs, masks, temperature), split=split)

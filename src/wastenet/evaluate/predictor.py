@@ -1,8 +1,9 @@
 """Anything evaluation can score: ``.meta`` (BundleMeta) and ``predict(NCHW) -> probs``.
 
-A ``.safetensors`` bundle runs through torch (imported lazily); every other artifact
-goes through ``wastenet.accelerate.load_engine``, the same protocol the bin uses, so
-an exported engine is verified exactly as it will run.
+Every model, the ``.safetensors`` bundle included (torch, imported lazily), goes
+through ``wastenet.accelerate.load_engine``, the same protocol the bin uses, so an
+exported engine is verified exactly as it will run. An in-memory torch model is
+wrapped by ``TorchEngine.from_model``.
 """
 
 from __future__ import annotations
@@ -28,57 +29,17 @@ class Predictor(Protocol):
         ...
 
 
-class TorchModulePredictor:
-    """An in-memory torch model (the training stage's, at the end of a run)."""
-
-    def __init__(self, model: Any, meta: BundleMeta, device: str | None = None, batch_size=32):
-        import torch
-
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.to(self.device).eval()
-        self.meta = meta
-        self.batch_size = batch_size
-
-    @property
-    def num_parameters(self) -> int:
-        return int(sum(p.numel() for p in self.model.parameters()))
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        import torch
-
-        outs = []
-        with torch.inference_mode():
-            for start in range(0, len(batch), self.batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(batch[start : start + self.batch_size]))
-                logits = self.model(x.to(self.device, non_blocking=True)).float()
-                logits = logits / self.meta.temperature
-                outs.append(torch.softmax(logits, dim=1).cpu().numpy())
-        if not outs:
-            return np.zeros((0, len(self.meta.labels)), np.float32)
-        return np.concatenate(outs).astype(np.float32)
-
-
 def load_predictor(path: str | Path, device: str | None = None, **options: Any) -> Predictor:
     """A bundle (torch) or an exported artifact (its accelerate backend), by suffix."""
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"{path}: no such model file")
-    if path.suffix == ".safetensors":
-        try:
-            from wastenet.models import load_bundle
-        except ImportError as exc:
-            raise ModelFileError(
-                f"{path}: evaluating a .safetensors bundle needs torch and wastenet.models "
-                f"(pip install 'wastenet[train]'): {exc}"
-            ) from exc
-        model, meta = load_bundle(path)
-        return TorchModulePredictor(model, meta, device=device)
     try:
         from wastenet.accelerate import load_engine
     except ImportError as exc:
         raise ModelFileError(f"{path}: no engine loader available for {path.suffix!r}") from exc
-    if device is not None:
-        options.setdefault("device", device)
+    if device is not None or path.suffix == ".safetensors":
+        options.setdefault("device", device or "auto")  # a bundle uses CUDA where there is one
     return load_engine(path, **options)
 
 

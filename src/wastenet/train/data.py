@@ -13,17 +13,10 @@ import numpy as np
 import torch
 
 from wastenet.classes import CLASSES
+from wastenet.data.augment import random_flips
 from wastenet.train.loss import labels_to_mask
 
 AugmentFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-
-
-def _flips_only(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    if rng.random() < 0.5:
-        img = img[:, ::-1]
-    if rng.random() < 0.5:
-        img = img[::-1]
-    return img
 
 
 class CachedImages(torch.utils.data.Dataset):
@@ -48,7 +41,7 @@ class CachedImages(torch.utils.data.Dataset):
             if self.mode == "train" and self.augment is not None:
                 img = self.augment(img, rng)
             else:
-                img = _flips_only(img, rng)
+                img = random_flips(img, rng)
         return torch.from_numpy(np.array(img, order="C")), self.masks[index]
 
 
