@@ -181,8 +181,11 @@ def export_ort_int8(
                     break
         shutil.move(str(candidate), str(out_path))
     copy_metadata(fp32_path, out_path)
+    from wastenet.accelerate.cpu import int8_saturation_risk
+
     return {
         "method": method,
+        "exported_on_cpu_without_vnni": int8_saturation_risk(),
         "calibration_images": len(calib),
         "excluded_nodes": excluded,
         "calib_agreement": agree,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ from wastenet.accelerate.engine import Engine, softmax
 from wastenet.accelerate.formats import Format
 from wastenet.errors import ModelFileError
 from wastenet.meta import META_KEY, BundleMeta
+
+log = logging.getLogger(__name__)
 
 
 class OnnxEngine(Engine):
@@ -70,4 +73,9 @@ def load(path: Path, fmt: Format, threads: int = 0, device: str = "cpu", **_: ob
     meta = read_meta(session, path)
     outputs = session.get_outputs()
     is_probs = outputs[0].name == "probs"
+    if fmt.precision == "int8" and not device.startswith("cuda"):
+        from wastenet.accelerate.cpu import SATURATION_WARNING, int8_saturation_risk
+
+        if int8_saturation_risk():
+            log.warning("%s: %s", path.name, SATURATION_WARNING)
     return OnnxEngine(path, fmt, meta, session, is_probs)
