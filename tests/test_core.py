@@ -38,6 +38,24 @@ def test_normalize_shapes_and_values():
     assert np.allclose(out, 1.0)
 
 
+@pytest.mark.parametrize(
+    ("mean", "std"),
+    [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))],
+)
+def test_normalize_lookup_is_bit_identical_to_per_pixel_arithmetic(mean, std):
+    rng = np.random.default_rng(1)
+    batch = rng.integers(0, 256, (3, 7, 5, 3), dtype=np.uint8)
+    batch[0, 0, 0] = (0, 128, 255)  # both ends of the range
+    m = np.asarray(mean, np.float32)
+    sd = np.asarray(std, np.float32)
+    want = ((batch.astype(np.float32) * np.float32(1 / 255) - m) / sd).transpose(0, 3, 1, 2)
+    out = normalize(batch, mean, std)
+    assert out.flags["C_CONTIGUOUS"] and np.array_equal(out, want)
+    assert np.array_equal(normalize(batch[1], mean, std), want[1:2])  # one HWC image
+    as_float = normalize(batch.astype(np.float32), mean, std)  # not uint8: computed per pixel
+    assert np.array_equal(as_float, want)
+
+
 def test_bundle_meta_roundtrip_and_errors(tmp_path):
     meta = BundleMeta("tiny", ["a", "b"], [8, 8], [0.5] * 3, [0.5] * 3)
     assert BundleMeta.from_json(meta.to_json()) == meta
