@@ -131,6 +131,23 @@ def test_exclude_first_and_last_keeps_them_float(tmp_path, exported):
     assert load_engine(out).meta == meta
 
 
+@pytest.mark.parametrize("name", ["openvino", "openvino-int8"])
+def test_openvino_compiles_each_batch_size_it_meets(exported, name):
+    result = exported[0][name]
+    if result.status != "ok":
+        pytest.skip(result.reason)
+    from wastenet.accelerate.backends.openvino_backend import OpenVinoEngine
+
+    x = exported[2]
+    with load_engine(result.path) as engine:
+        whole = engine.predict(x[:7])
+        one_by_one = np.concatenate([engine.predict(x[i : i + 1]) for i in range(7)])
+        for n in (2, 3, 4, 5, 6):  # more shapes than the engine keeps compiled
+            np.testing.assert_allclose(engine.predict(x[:n]), whole[:n], atol=1e-5)
+        assert len(engine._requests) == OpenVinoEngine.MAX_SHAPES
+    np.testing.assert_allclose(one_by_one, whole, atol=1e-5)
+
+
 def test_wrong_input_shape_is_a_clear_error(exported):
     engine = load_engine(exported[0]["onnx"].path)
     with pytest.raises(ModelFileError, match=r"expects input N x 3 x 48 x 64"):
