@@ -216,3 +216,51 @@ def test_ddp_two_cpu_processes_with_gloo(tiny_manifest, tmp_path):
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert (tmp_path / "ddp" / "model.safetensors").exists()
+
+
+def test_distill_loss_is_temperature_scaled_kl():
+    from wastenet.train.distill import distill_loss
+
+    torch.manual_seed(0)
+    teacher_logits, student = torch.randn(4, 5), torch.randn(4, 5, requires_grad=True)
+    soft = torch.softmax(teacher_logits / 2.0, dim=1)
+    assert float(distill_loss(teacher_logits, soft, 2.0)) == pytest.approx(0.0, abs=1e-6)
+    log_s = torch.log_softmax(student / 2.0, dim=1)
+    manual = 4.0 * (soft * (soft.log() - log_s)).sum(1).mean()
+    loss = distill_loss(student, soft, 2.0)
+    assert torch.allclose(loss, manual) and float(loss.detach()) > 0
+    loss.backward()
+    with torch.no_grad():  # one gradient step moves the student towards the teacher
+        assert distill_loss(student - 0.5 * student.grad, soft, 2.0) < loss
+
+
+def test_student_learns_from_a_teacher_alone(tiny_manifest, tmp_path):
+    """distill_weight 1: no label term at all, yet the student learns the classes."""
+    teacher = train(tiny_config(tiny_manifest, tmp_path), tmp_path / "teacher", progress=False)
+    phases = [{"name": "main", "epochs": 4, "lr": 3e-3}]
+    cfg = tiny_config(
+        tiny_manifest, tmp_path, phases=phases, teachers=[str(teacher)], distill_weight=1.0,
+        seed=1, calibrate=False,
+    )  # fmt: skip
+    train(cfg, tmp_path / "student", progress=False)
+    from wastenet.meta import read_bundle_meta
+
+    student = read_bundle_meta(tmp_path / "student" / "model.safetensors").metrics
+    assert student["val"]["acc"] >= 0.6  # chance is 0.2
+
+
+def test_bad_teachers_and_distill_settings_are_clear(tiny_manifest, tmp_path):
+    from wastenet.errors import ConfigError
+    from wastenet.meta import BundleMeta
+    from wastenet.models import create_model, save_bundle
+
+    with pytest.raises(ConfigError, match="no such bundle"):
+        train(tiny_config(tiny_manifest, tmp_path, teachers=["absent.safetensors"]), tmp_path / "a")
+    other = tmp_path / "other.safetensors"
+    labels = ["a", "b", "c", "d", "e"]
+    save_bundle(create_model("tiny_efficientnet", 5, pretrained=False),
+                BundleMeta("tiny_efficientnet", labels, [48, 64], [0.5] * 3, [0.5] * 3), other)  # fmt: skip
+    with pytest.raises(ConfigError, match="classes"):
+        train(tiny_config(tiny_manifest, tmp_path, teachers=[str(other)]), tmp_path / "b")
+    with pytest.raises(ConfigError, match="distill_weight"):
+        tiny_config(tiny_manifest, tmp_path, distill_weight=1.5)

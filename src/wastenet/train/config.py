@@ -36,6 +36,9 @@ class TrainConfig:
     schedule: str = "constant"  # constant | cosine (within each phase)
     label_smoothing: float = 0.0
     ema_decay: float | None = None  # e.g. 0.998: validate and ship an EMA of the weights
+    teachers: list[str] | None = None  # bundles to distil from (their mean soft labels)
+    distill_weight: float = 0.5  # share of the distillation term in the loss
+    distill_temperature: float = 2.0
     phases: list[PhaseConfig] = field(
         default_factory=lambda: [
             PhaseConfig("main", 50, 4.3e-5),
@@ -72,6 +75,10 @@ class TrainConfig:
                 raise ConfigError(f"phase {phase.name}: epochs must be >= 0 and lr > 0")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ConfigError(f"distill_weight must be in [0, 1], not {self.distill_weight}")
+        if self.distill_temperature <= 0:
+            raise ConfigError(f"distill_temperature must be > 0, not {self.distill_temperature}")
 
     @property
     def total_epochs(self) -> int:

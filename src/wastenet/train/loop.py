@@ -3,7 +3,7 @@
 Paper recipe (4.1.2): Adam, constant LR, cross-entropy, batch 16, main epochs, then
 "consolidation epochs" at a 10x lower LR with nothing frozen. The benchmark (4.1.1)
 adds a frozen-backbone phase and gradual unfreezing. Set labels train with the
-marginal likelihood (loss.py).
+marginal likelihood (loss.py); teachers, when given, add a distillation term (distill.py).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from wastenet.errors import WasteNetError
 from wastenet.train import checkpoint, freeze
 from wastenet.train.config import TrainConfig
 from wastenet.train.data import CachedImages, epoch_batches, make_loader, to_input
+from wastenet.train.distill import distill_loss
 from wastenet.train.loss import correct_in_set, set_label_loss
 from wastenet.train.runlog import RunLog
 from wastenet.train.setup import RunContext
@@ -141,6 +142,10 @@ def _train_epoch(ctx: RunContext, pos: Position, stop: _StopFlag, optimizer) -> 
         with ctx.autocast():
             logits = ctx.model(x)
         loss = set_label_loss(logits, masks, cfg.label_smoothing)
+        if ctx.teachers:
+            soft = ctx.teachers.probs(images, ctx.autocast)
+            w = cfg.distill_weight
+            loss = (1 - w) * loss + w * distill_loss(logits, soft, cfg.distill_temperature)
         optimizer.zero_grad(set_to_none=True)
         ctx.backward(loss)
         ctx.step(optimizer)

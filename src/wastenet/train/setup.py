@@ -96,6 +96,11 @@ class RunContext:
         self.model_core = model.to(self.device)
         self.model = self.model_core
         self.ema = EmaWeights(self.model_core, cfg.ema_decay) if cfg.ema_decay else None
+        self.teachers = None
+        if cfg.teachers:
+            from wastenet.train.distill import Teachers
+
+            self.teachers = Teachers(cfg.teachers, cfg.distill_temperature, self.device)
         if self.world > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.model_core, device_ids=[self.device] if cuda else None
