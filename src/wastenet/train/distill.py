@@ -41,13 +41,13 @@ class Teachers:
             if list(meta.labels) != list(CLASSES):
                 raise ConfigError(f"teacher {path}: its classes {meta.labels} are not {CLASSES}")
             model = model.to(device).eval().requires_grad_(False)
-            self.models.append((model, meta, path))
+            self.models.append((model, meta))
         self.device = device
 
     @torch.no_grad()  # not inference_mode: the loss keeps these probabilities for backward
     def probs(self, images: torch.Tensor, autocast) -> torch.Tensor:
         total = None
-        for model, meta, _ in self.models:
+        for model, meta in self.models:
             x = to_input(images, meta.mean, meta.std, self.device)
             with autocast():
                 logits = model(x).float()

@@ -59,11 +59,9 @@ class EmaWeights:
 
 
 def cpu_has_fast_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    from wastenet.accelerate.cpu import cpu_flags
+
+    return bool((cpu_flags() or set()) & {"avx512_bf16", "amx_bf16"})
 
 
 class RunContext:
