@@ -95,6 +95,21 @@ def test_local_timm_weights_file_loads_backbone_and_replaces_head(tmp_path, suff
     assert torch.equal(same_head.classifier.weight, source.classifier.weight)
 
 
+def test_a_dropped_pretrained_head_gets_the_default_small_init(tmp_path):
+    """timm's EfficientNet init would draw the new 5-class head from U(+-0.45); every
+    pretrained route must give the default Linear init, bounded by 1/sqrt(features)."""
+    source = create_model("efficientnet_lite0", num_classes=1000, pretrained=False)
+    path = tmp_path / "imagenet.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    model = create_model("efficientnet_lite0", num_classes=5, pretrained=path)
+    bound = 1 / model.num_features**0.5
+    assert model.classifier.weight.abs().max() <= bound
+    assert model.classifier.weight.std() > bound / 4  # freshly drawn, not zeros
+    assert torch.equal(model.conv_head.weight, source.conv_head.weight)
+    timm_default = create_model("efficientnet_lite0", num_classes=5, pretrained=False)
+    assert timm_default.classifier.weight.abs().max() > 10 * bound  # what it replaces
+
+
 def test_bad_local_weights_files(tmp_path):
     with pytest.raises(ModelFileError, match="no such weights file"):
         create_model("efficientnet_b0", pretrained=tmp_path / "absent.safetensors")
