@@ -112,6 +112,13 @@ def test_calibrate_command_rewrites_the_bundle(tmp_path, capsys):
     assert main(["calibrate", str(tmp_path / "nope.safetensors"), "--manifest", str(manifest)]) == 2
     assert "bundle" in capsys.readouterr().err
 
+    for path in images.rglob("*.jpg"):
+        path.unlink()
+    assert main(["calibrate", str(bundle), "--manifest", str(manifest)]) == 2
+    err = capsys.readouterr().err
+    assert "none of the 15 val images could be read" in err and "Traceback" not in err
+    assert read_bundle_meta(bundle).temperature == 1.0  # the bundle is left as it was
+
 
 def _has(module: str) -> bool:
     import importlib.util

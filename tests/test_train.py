@@ -75,7 +75,11 @@ def test_label_smoothing_matches_torch_for_single_labels():
     assert torch.allclose(set_label_loss(logits, mask, 0.1), ref, atol=1e-6)
 
 
-def test_tiny_model_learns_separable_images(tiny_manifest, tmp_path):
+def test_tiny_model_learns_separable_images(tiny_manifest, tmp_path, monkeypatch):
+    def no_file_reads(path):
+        raise AssertionError(f"calibration read {path}; it should use the training cache")
+
+    monkeypatch.setattr("wastenet.evaluate.dataset.read_rgb", no_file_reads)
     cfg = tiny_config(tiny_manifest, tmp_path)
     best = train(cfg, tmp_path / "run", progress=False)
     from wastenet.meta import read_bundle_meta

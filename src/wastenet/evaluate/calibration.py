@@ -120,12 +120,20 @@ def calibrate_bundle(
         items = [it for it in items if it.source in sources]
     if not items:
         raise WasteNetError(f"{manifest}: no {split} images to calibrate on")
-    images, items, _ = load_images(items, (meta.height, meta.width), cache_dir)
+    wanted = len(items)
+    images, items, skipped = load_images(items, (meta.height, meta.width), cache_dir)
+    if not items:
+        raise WasteNetError(
+            f"{manifest}: none of the {wanted} {split} images could be read "
+            f"(first: {skipped[0]['reason']})"
+        )
     base = dataclasses.replace(meta, temperature=1.0)  # fit from the raw logits
     probs = predict_images(TorchEngine.from_model(model, base), images)
     masks = label_masks([it.labels for it in items], meta.labels)
     temperature = fit_temperature(probs, masks)
     summary = dict(calibration_summary(probs, masks, temperature), split=split)
+    if skipped:
+        summary["skipped"] = len(skipped)
     meta = dataclasses.replace(meta, temperature=temperature)
     meta.metrics = dict(meta.metrics, calibration=summary)
     save_bundle(model, meta, Path(out) if out else bundle)

@@ -183,9 +183,12 @@ def _save_progress(ctx: RunContext, pos: Position, optimizer) -> None:
 
 
 def _calibrate(bundle: Path, cfg: TrainConfig) -> None:
+    from wastenet.data.cache import default_cache_dir
     from wastenet.evaluate.calibration import calibrate_bundle
 
-    s = calibrate_bundle(bundle, cfg.manifest, "val", sources=cfg.sources)
+    # the cache training validated on: the same pixels, and no need for the image files
+    cache = cfg.cache_dir or default_cache_dir()
+    s = calibrate_bundle(bundle, cfg.manifest, "val", cache_dir=cache, sources=cfg.sources)
     print(
         f"calibrated: temperature {s['temperature']:.3f}, val ECE "
         f"{100 * s['ece_before']:.2f} % -> {100 * s['ece_after']:.2f} %",
