@@ -268,3 +268,22 @@ def test_bad_teachers_and_distill_settings_are_clear(tiny_manifest, tmp_path):
         train(tiny_config(tiny_manifest, tmp_path, teachers=[str(other)]), tmp_path / "b")
     with pytest.raises(ConfigError, match="distill_weight"):
         tiny_config(tiny_manifest, tmp_path, distill_weight=1.5)
+
+
+def test_loader_workers_auto_and_bad_values(tiny_manifest, tmp_path, monkeypatch):
+    from wastenet.errors import ConfigError
+    from wastenet.train.setup import loader_workers
+
+    assert tiny_config(tiny_manifest, tmp_path).workers == "auto"  # the default
+    assert tiny_config(tiny_manifest, tmp_path, workers=3).workers == 3
+    for bad in ("many", -1, True):
+        with pytest.raises(ConfigError, match="workers"):
+            tiny_config(tiny_manifest, tmp_path, workers=bad)
+    assert loader_workers("auto", cuda=False) == 0  # a CPU's cores train the model
+    assert loader_workers(5, cuda=False) == 5
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    assert loader_workers("auto", cuda=True) == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # four GPU processes share 16 cores
+    assert loader_workers("auto", cuda=True) == 3
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    assert loader_workers("auto", cuda=True) == 1

@@ -48,7 +48,7 @@ class TrainConfig:
     augment: dict = field(default_factory=lambda: {"preset": "table3"})
     freeze_stem_blocks: int = 0  # keep the first k backbone blocks frozen throughout (CPU speed)
     seed: int = 0
-    workers: int = 0
+    workers: int | str = "auto"  # loader processes; auto: 0 on a CPU, up to 8 per GPU
     channels_last: bool = True
     amp: str = "auto"  # auto | bf16 | fp16 | off
     early_stopping_patience: int | None = None
@@ -75,6 +75,10 @@ class TrainConfig:
                 raise ConfigError(f"phase {phase.name}: epochs must be >= 0 and lr > 0")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
+        if self.workers != "auto" and (
+            isinstance(self.workers, (str, bool)) or int(self.workers) < 0
+        ):
+            raise ConfigError(f"workers must be 'auto' or a count >= 0, not {self.workers!r}")
         if not 0.0 <= self.distill_weight <= 1.0:
             raise ConfigError(f"distill_weight must be in [0, 1], not {self.distill_weight}")
         if self.distill_temperature <= 0:

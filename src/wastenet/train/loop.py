@@ -89,7 +89,7 @@ def evaluate_split(ctx: RunContext, data: CachedImages) -> dict:
     sources = sorted({it.source for it in data.items})
     sums = torch.zeros(2 + 2 * len(sources), dtype=torch.float64)
     for batch, (images, masks) in zip(
-        batches, make_loader(data, batches, ctx.cfg.workers), strict=True
+        batches, make_loader(data, batches, ctx.workers), strict=True
     ):
         with ctx.autocast():
             logits = model(to_input(images, ctx.meta.mean, ctx.meta.std, ctx.device))
@@ -132,7 +132,7 @@ def _train_epoch(ctx: RunContext, pos: Position, stop: _StopFlag, optimizer) -> 
     bar = ctx.progress(
         total=len(batches), initial=pos.step, desc=f"{phase.name} {pos.epoch + 1}/{phase.epochs}"
     )
-    for images, masks in make_loader(data, todo, cfg.workers):
+    for images, masks in make_loader(data, todo, ctx.workers):
         lr = _lr_at(cfg, phase.lr, pos.epoch * len(batches) + pos.step, steps_total)
         for group in optimizer.param_groups:
             group["lr"] = lr

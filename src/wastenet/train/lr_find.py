@@ -55,7 +55,7 @@ def lr_find(
     bar = ctx.progress(total=steps, desc="lr-find")
     while step < steps:
         batches = epoch_batches(len(data), cfg.batch_size, cfg.seed, epoch, True)
-        for images, masks in make_loader(data, batches, cfg.workers):
+        for images, masks in make_loader(data, batches, ctx.workers):
             lr = start_lr * factor**step
             for group in optimizer.param_groups:
                 group["lr"] = lr
