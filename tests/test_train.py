@@ -287,3 +287,41 @@ def test_loader_workers_auto_and_bad_values(tiny_manifest, tmp_path, monkeypatch
     assert loader_workers("auto", cuda=True) == 3
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
     assert loader_workers("auto", cuda=True) == 1
+
+
+def test_a_phase_can_train_on_some_sources_while_val_keeps_them_all(tmp_path):
+    """``phases[i].sources``: the last epochs on one source, validation over the run's."""
+    from conftest import CLASS_COLOURS, make_image
+    from wastenet.errors import ConfigError
+    from wastenet.train.setup import RunContext
+
+    roots = []
+    for name, offset in (("alpha", 0), ("beta", 500)):
+        for ci, cls in enumerate(CLASSES):
+            folder = tmp_path / name / cls
+            folder.mkdir(parents=True)
+            for i in range(8):
+                image = make_image(CLASS_COLOURS[cls], (64, 48), seed=offset + ci * 1000 + i)
+                image.save(folder / f"{cls}{i}.jpg")
+        roots.append(tmp_path / name)
+    manifest = tmp_path / "manifest.json"
+    build_split(roots, progress=False).manifest.save(manifest)
+    phases = [
+        {"name": "main", "epochs": 1, "lr": 3e-3},
+        {"name": "alpha_only", "epochs": 1, "lr": 3e-4, "sources": ["alpha"]},
+    ]
+    cfg = tiny_config(manifest, tmp_path, phases=phases, calibrate=False)
+    ctx = RunContext(cfg, tmp_path / "ctx", progress=False)
+    mixed, alpha = ctx.train_data(cfg.phases[0]), ctx.train_data(cfg.phases[1])
+    assert {it.source for it in mixed.items} == {"alpha", "beta"}
+    assert {it.source for it in alpha.items} == {"alpha"}
+    assert 0 < len(alpha) < len(mixed)
+    assert {it.source for it in ctx.val_data().items} == {"alpha", "beta"}
+    ctx.close()
+    train(cfg, tmp_path / "run", progress=False)
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+    assert "val_acc_alpha" in header and "val_acc_beta" in header
+    with pytest.raises(ConfigError, match="not among the run's sources"):
+        tiny_config(manifest, tmp_path, sources=["beta"], phases=phases)
+    with pytest.raises(ConfigError, match="at least one source"):
+        tiny_config(manifest, tmp_path, phases=[{**phases[1], "sources": []}])

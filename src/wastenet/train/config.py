@@ -20,6 +20,7 @@ class PhaseConfig:
     freeze: str = "none"  # none | backbone | gradual (unfreeze blocks from the top, one per epoch)
     augment: str = "train"  # train | light (flips only: test-like inputs, the FixRes phase) | none
     resolution_pct: float | None = None  # None: the run's resolution
+    sources: list[str] | None = None  # train on these only (val and test: the run's)
 
 
 @dataclass
@@ -73,6 +74,14 @@ class TrainConfig:
                 raise ConfigError(f"phase {phase.name}: augment must be train, light or none")
             if phase.epochs < 0 or phase.lr <= 0:
                 raise ConfigError(f"phase {phase.name}: epochs must be >= 0 and lr > 0")
+            if phase.sources is not None and not phase.sources:
+                raise ConfigError(f"phase {phase.name}: sources must name at least one source")
+            outside = set(phase.sources or ()) - set(self.sources or phase.sources or ())
+            if outside:
+                raise ConfigError(
+                    f"phase {phase.name}: sources {sorted(outside)} are not among the run's "
+                    f"sources {self.sources}"
+                )
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
         if self.workers != "auto" and (

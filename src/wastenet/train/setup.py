@@ -163,13 +163,15 @@ class RunContext:
         if self.world > 1:
             torch.distributed.barrier()
 
-    def _items(self, split: str):
+    def _items(self, split: str, sources: list[str] | None = None):
+        """A split's items, limited to the run's sources (and then to ``sources``)."""
         items = self.manifest.items(split=split)
-        if self.cfg.sources:
-            unknown = set(self.cfg.sources) - set(self.manifest.source_names)
-            if unknown:
-                raise ConfigError(f"sources {sorted(unknown)} are not in {self.cfg.manifest}")
-            items = [it for it in items if it.source in self.cfg.sources]
+        for chosen in (self.cfg.sources, sources):
+            if chosen:
+                unknown = set(chosen) - set(self.manifest.source_names)
+                if unknown:
+                    raise ConfigError(f"sources {sorted(unknown)} are not in {self.cfg.manifest}")
+                items = [it for it in items if it.source in chosen]
         if not items:
             raise WasteNetError(f"{self.cfg.manifest}: no {split} images for this run")
         return items
@@ -186,9 +188,9 @@ class RunContext:
 
     def train_data(self, phase: PhaseConfig) -> CachedImages:
         pct = phase.resolution_pct or self.cfg.resolution_pct
-        key = (pct,)
+        key = (pct, tuple(phase.sources or ()))
         if key not in self._train:
-            items = self._items("train")
+            items = self._items("train", phase.sources)
             self._train[key] = CachedImages(
                 items, self._cache(items, pct), self._augment, self.cfg.seed
             )
