@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
+
+from bench_openvino_static import latency_p50_ms
 
 
 def conv_macs(model_path: str) -> dict[str, float]:
@@ -73,28 +74,6 @@ def quantize(model, shape: list[int]):
     return nncf.quantize(model, nncf.Dataset(data), subset_size=8)
 
 
-def p50_ms(model, threads: int, iters: int) -> float:
-    import openvino as ov
-
-    config = {
-        "PERFORMANCE_HINT": "LATENCY",
-        "NUM_STREAMS": "1",
-        "INFERENCE_NUM_THREADS": str(threads),
-    }
-    compiled = ov.Core().compile_model(model, "CPU", config)
-    request = compiled.create_infer_request()
-    shape = list(compiled.input(0).get_shape())
-    x = np.random.default_rng(0).random(shape, dtype=np.float32)
-    for _ in range(10):
-        request.infer({0: x})
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        request.infer({0: x})
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="the model (ONNX or OpenVINO IR) whose MACs set the rate")
@@ -130,7 +109,7 @@ def main() -> None:
         model, probe_macs = probe_model(kind, channels, hw, depth)
         for precision in ("FP32", "INT8"):
             target = quantize(model, [1, channels, *hw]) if precision == "INT8" else model
-            ms = p50_ms(target, args.threads, args.iters)
+            ms = latency_p50_ms(target, args.threads, args.iters)
             rate = probe_macs / ms / 1e6
             rows.append(
                 {

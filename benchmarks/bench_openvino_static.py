@@ -18,13 +18,21 @@ def p50_ms(core, path: str, static: bool, threads: int, iters: int, hw: tuple[in
     model = core.read_model(path)
     if static:
         model.reshape([1, 3, *hw])
+    return latency_p50_ms(model, threads, iters, core)
+
+
+def latency_p50_ms(model, threads: int, iters: int, core=None) -> float:
+    """Median batch-1 latency of an OpenVINO model on one stream of ``threads`` threads."""
+    import openvino as ov
+
     config = {
         "PERFORMANCE_HINT": "LATENCY",
         "NUM_STREAMS": "1",
         "INFERENCE_NUM_THREADS": str(threads),
     }
-    request = core.compile_model(model, "CPU", config).create_infer_request()
-    x = np.random.default_rng(0).random((1, 3, *hw), dtype=np.float32)
+    compiled = (core or ov.Core()).compile_model(model, "CPU", config)
+    request = compiled.create_infer_request()
+    x = np.random.default_rng(0).random(list(compiled.input(0).get_shape()), dtype=np.float32)
     for _ in range(20):
         request.infer({0: x})
     times = []
