@@ -289,23 +289,32 @@ def test_loader_workers_auto_and_bad_values(tiny_manifest, tmp_path, monkeypatch
     assert loader_workers("auto", cuda=True) == 1
 
 
-def test_a_phase_can_train_on_some_sources_while_val_keeps_them_all(tmp_path):
-    """``phases[i].sources``: the last epochs on one source, validation over the run's."""
+@pytest.fixture(scope="module")
+def two_source_manifest(tmp_path_factory) -> Path:
+    """Sources ``alpha`` and ``beta``, 8 generated images per class each."""
     from conftest import CLASS_COLOURS, make_image
-    from wastenet.errors import ConfigError
-    from wastenet.train.setup import RunContext
 
+    tmp = tmp_path_factory.mktemp("two_sources")
     roots = []
     for name, offset in (("alpha", 0), ("beta", 500)):
         for ci, cls in enumerate(CLASSES):
-            folder = tmp_path / name / cls
+            folder = tmp / name / cls
             folder.mkdir(parents=True)
             for i in range(8):
                 image = make_image(CLASS_COLOURS[cls], (64, 48), seed=offset + ci * 1000 + i)
                 image.save(folder / f"{cls}{i}.jpg")
-        roots.append(tmp_path / name)
-    manifest = tmp_path / "manifest.json"
+        roots.append(tmp / name)
+    manifest = tmp / "manifest.json"
     build_split(roots, progress=False).manifest.save(manifest)
+    return manifest
+
+
+def test_a_phase_can_train_on_some_sources_while_val_keeps_them_all(two_source_manifest, tmp_path):
+    """``phases[i].sources``: the last epochs on one source, validation over the run's."""
+    from wastenet.errors import ConfigError
+    from wastenet.train.setup import RunContext
+
+    manifest = two_source_manifest
     phases = [
         {"name": "main", "epochs": 1, "lr": 3e-3},
         {"name": "alpha_only", "epochs": 1, "lr": 3e-4, "sources": ["alpha"]},
@@ -325,3 +334,35 @@ def test_a_phase_can_train_on_some_sources_while_val_keeps_them_all(tmp_path):
         tiny_config(manifest, tmp_path, sources=["beta"], phases=phases)
     with pytest.raises(ConfigError, match="at least one source"):
         tiny_config(manifest, tmp_path, phases=[{**phases[1], "sources": []}])
+
+
+def test_source_weights_draw_each_source_that_often(two_source_manifest, tmp_path):
+    """{alpha: 2, beta: 0.5}: every alpha image twice per epoch, with its own augmentation
+    draw each time, and the same half of beta once; val and test are not weighted."""
+    from collections import Counter
+
+    from wastenet.errors import ConfigError
+    from wastenet.train.setup import RunContext
+
+    weights = {"alpha": 2, "beta": 0.5}
+    cfg = tiny_config(two_source_manifest, tmp_path, source_weights=weights, calibrate=False)
+    ctx = RunContext(cfg, tmp_path / "ctx", progress=False)
+    data = ctx.train_data(cfg.phases[0])
+    counts = Counter(data.rows.tolist())
+    alpha = [i for i, it in enumerate(data.items) if it.source == "alpha"]
+    beta = [i for i, it in enumerate(data.items) if it.source == "beta"]
+    assert all(counts[i] == 2 for i in alpha)
+    half = round(len(beta) / 2)
+    assert sorted(counts[i] for i in beta) == [0] * (len(beta) - half) + [1] * half
+    assert len(data) == 2 * len(alpha) + half
+    twice = [k for k, row in enumerate(data.rows) if row == alpha[0]]
+    data.epoch, data.mode = 0, "train"
+    first, second = (data[k][0].numpy() for k in twice)
+    assert not np.array_equal(first, second)  # two samples, two augmentations
+    assert len(ctx.val_data()) == len(ctx.val_data().items)
+    ctx.close()
+    with pytest.raises(ConfigError, match="source_weights"):
+        tiny_config(two_source_manifest, tmp_path, source_weights={"alpha": 0})
+    bad = tiny_config(two_source_manifest, tmp_path, source_weights={"gamma": 2})
+    with pytest.raises(ConfigError, match="gamma"):
+        RunContext(bad, tmp_path / "bad", progress=False).train_data(bad.phases[0])

@@ -31,6 +31,7 @@ class TrainConfig:
     resolution_pct: float = 75.0
     manifest: str = ""
     sources: list[str] | None = None  # train on these sources only (None: all in the manifest)
+    source_weights: dict[str, float] | None = None  # draws per epoch, e.g. {trashnet: 2}
     batch_size: int = 16
     optimizer: str = "adam"  # adam | adamw
     weight_decay: float = 0.0
@@ -82,6 +83,9 @@ class TrainConfig:
                     f"phase {phase.name}: sources {sorted(outside)} are not among the run's "
                     f"sources {self.sources}"
                 )
+        for source, weight in (self.source_weights or {}).items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+                raise ConfigError(f"source_weights: {source} needs a number > 0, not {weight!r}")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
         if self.workers != "auto" and (

@@ -20,9 +20,13 @@ AugmentFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
 class CachedImages(torch.utils.data.Dataset):
-    """(uint8 HWC image, class-set mask) pairs, augmented as the phase asks."""
+    """(uint8 HWC image, class-set mask) pairs, augmented as the phase asks.
 
-    def __init__(self, items: Sequence, cache, augment: AugmentFn | None, seed: int = 0):
+    ``rows`` maps each sample index to an item (default: one sample per item); a row that
+    appears twice is two samples with their own augmentation draws.
+    """
+
+    def __init__(self, items: Sequence, cache, augment: AugmentFn | None, seed: int = 0, rows=None):
         self.items = list(items)
         self.cache = cache
         self.augment = augment
@@ -30,19 +34,47 @@ class CachedImages(torch.utils.data.Dataset):
         self.epoch = 0
         self.mode = "train"  # train | light | none
         self.masks = labels_to_mask([it.labels for it in self.items], CLASSES)
+        self.rows = np.arange(len(self.items)) if rows is None else np.asarray(rows, dtype=int)
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.rows)
+
+    def item(self, index: int):
+        return self.items[self.rows[index]]
 
     def __getitem__(self, index: int):
-        img = np.asarray(self.cache[index])
+        row = int(self.rows[index])
+        img = np.asarray(self.cache[row])
         if self.mode != "none":
             rng = np.random.default_rng([self.seed, self.epoch, index])
             if self.mode == "train" and self.augment is not None:
                 img = self.augment(img, rng)
             else:
                 img = random_flips(img, rng)
-        return torch.from_numpy(np.array(img, order="C")), self.masks[index]
+        return torch.from_numpy(np.array(img, order="C")), self.masks[row]
+
+
+def weighted_rows(items: Sequence, weights: dict[str, float] | None, seed: int) -> np.ndarray:
+    """One epoch's item rows: each source's items ``weights[source]`` times (default 1).
+
+    A fractional weight adds that share of the source's items once more, chosen once
+    from ``seed`` (the same items every epoch).
+    """
+    rows = np.arange(len(items))
+    if not weights:
+        return rows
+    sources = np.array([it.source for it in items])
+    rng = np.random.default_rng([seed, 11])
+    parts = []
+    for source in dict.fromkeys(sources.tolist()):
+        own = rows[sources == source]
+        weight = float(weights.get(source, 1.0))
+        whole = int(weight)
+        parts.extend([own] * whole)
+        extra = round((weight - whole) * len(own))
+        if extra:
+            parts.append(np.sort(rng.permutation(own)[:extra]))
+    return np.sort(np.concatenate(parts), kind="stable")
 
 
 def epoch_batches(

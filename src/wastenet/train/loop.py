@@ -98,7 +98,7 @@ def evaluate_split(ctx: RunContext, data: CachedImages) -> dict:
         ok = correct_in_set(logits, masks).cpu()
         sums[1] += float(ok.sum())
         for j, i in enumerate(batch):
-            k = sources.index(data.items[i].source)
+            k = sources.index(data.item(i).source)
             sums[2 + 2 * k] += float(ok[j])
             sums[3 + 2 * k] += 1
     ctx.all_reduce(sums)

@@ -16,7 +16,7 @@ from wastenet.config import to_dict
 from wastenet.errors import ConfigError, WasteNetError
 from wastenet.meta import BundleMeta
 from wastenet.train.config import PhaseConfig, TrainConfig
-from wastenet.train.data import CachedImages
+from wastenet.train.data import CachedImages, weighted_rows
 
 
 def build_augment(spec: dict):
@@ -191,8 +191,13 @@ class RunContext:
         key = (pct, tuple(phase.sources or ()))
         if key not in self._train:
             items = self._items("train", phase.sources)
+            weights = self.cfg.source_weights or {}
+            unknown = set(weights) - set(self.manifest.source_names)
+            if unknown:
+                raise ConfigError(f"source_weights: {sorted(unknown)} not in {self.cfg.manifest}")
+            rows = weighted_rows(items, weights, self.cfg.seed)
             self._train[key] = CachedImages(
-                items, self._cache(items, pct), self._augment, self.cfg.seed
+                items, self._cache(items, pct), self._augment, self.cfg.seed, rows
             )
         return self._train[key]
 
