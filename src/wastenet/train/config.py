@@ -77,7 +77,7 @@ class TrainConfig:
                 raise ConfigError(f"phase {phase.name}: epochs must be >= 0 and lr > 0")
             if phase.sources is not None and not phase.sources:
                 raise ConfigError(f"phase {phase.name}: sources must name at least one source")
-            outside = set(phase.sources or ()) - set(self.sources or phase.sources or ())
+            outside = set(phase.sources or ()) - set(self.sources) if self.sources else set()
             if outside:
                 raise ConfigError(
                     f"phase {phase.name}: sources {sorted(outside)} are not among the run's "

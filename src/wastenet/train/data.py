@@ -74,7 +74,7 @@ def weighted_rows(items: Sequence, weights: dict[str, float] | None, seed: int) 
         extra = round((weight - whole) * len(own))
         if extra:
             parts.append(np.sort(rng.permutation(own)[:extra]))
-    return np.sort(np.concatenate(parts), kind="stable")
+    return np.sort(np.concatenate(parts))
 
 
 def epoch_batches(

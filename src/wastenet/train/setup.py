@@ -101,6 +101,15 @@ class RunContext:
                 "the training config needs a manifest (wastenet data split ... first)"
             )
         self.manifest = load_manifest(cfg.manifest)
+        named = {
+            "sources": cfg.sources or [],
+            "source_weights": list(cfg.source_weights or {}),
+            **{f"phase {p.name} sources": p.sources or [] for p in cfg.phases},
+        }
+        for setting, names in named.items():
+            unknown = set(names) - set(self.manifest.source_names)
+            if unknown:
+                raise ConfigError(f"{setting}: {sorted(unknown)} are not in {cfg.manifest}")
         torch.manual_seed(cfg.seed)
         model = create_model(cfg.model, len(CLASSES), pretrained=cfg.pretrained)
         if cfg.channels_last:
@@ -166,11 +175,8 @@ class RunContext:
     def _items(self, split: str, sources: list[str] | None = None):
         """A split's items, limited to the run's sources (and then to ``sources``)."""
         items = self.manifest.items(split=split)
-        for chosen in (self.cfg.sources, sources):
+        for chosen in (self.cfg.sources, sources):  # names checked against the manifest above
             if chosen:
-                unknown = set(chosen) - set(self.manifest.source_names)
-                if unknown:
-                    raise ConfigError(f"sources {sorted(unknown)} are not in {self.cfg.manifest}")
                 items = [it for it in items if it.source in chosen]
         if not items:
             raise WasteNetError(f"{self.cfg.manifest}: no {split} images for this run")
@@ -191,11 +197,7 @@ class RunContext:
         key = (pct, tuple(phase.sources or ()))
         if key not in self._train:
             items = self._items("train", phase.sources)
-            weights = self.cfg.source_weights or {}
-            unknown = set(weights) - set(self.manifest.source_names)
-            if unknown:
-                raise ConfigError(f"source_weights: {sorted(unknown)} not in {self.cfg.manifest}")
-            rows = weighted_rows(items, weights, self.cfg.seed)
+            rows = weighted_rows(items, self.cfg.source_weights, self.cfg.seed)
             self._train[key] = CachedImages(
                 items, self._cache(items, pct), self._augment, self.cfg.seed, rows
             )
