@@ -1,10 +1,12 @@
-"""Which test items do two models get wrong, and would averaging them help?
+"""Which test items do several models get wrong, and would averaging them help?
 
-Run: python benchmarks/compare_errors.py A.xml B.xml --manifest runs/data/manifest.json
-For each split and source: top-1 (exactly-labelled items) of each model and of the mean
-of their probabilities, the errors each makes and the ones they share (file names).
-Writes results/compare_errors.json. An upper-bound probe for distillation or a bigger
-model: errors both models share are the hard ones (or doubtful labels).
+Run: python benchmarks/compare_errors.py A.xml B.safetensors [C ...] --manifest runs/data/manifest.json
+For each split and source (exactly-labelled items): top-1 of each model and of the mean
+of all their probabilities, how many items are wrong in k of the N models, and every
+item at least one model gets wrong with the models that do (file names). Writes
+results/compare_errors.json. An upper-bound probe for distillation, a bigger model or
+more seeds: items every model gets wrong are the hard ones (or doubtful labels), and
+averaging cannot fix them.
 """
 
 from __future__ import annotations
@@ -18,21 +20,46 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results" / "compare_errors.json"
 
 
+def committee(probs: list[np.ndarray], truth: np.ndarray, names: list[str]) -> dict:
+    """Per-model and mean-of-all top-1, the wrong-in-k-of-N histogram, and who errs where.
+
+    ``probs``: one (items, classes) array per model; ``truth``: class index per item;
+    ``names``: one label per item (a file name).
+    """
+    n = len(probs)
+    wrong = np.stack([p.argmax(1) != truth for p in probs])  # models x items
+    mean = sum(probs) / n
+    counts = wrong.sum(0)
+    return {
+        "items": int(len(truth)),
+        "top1": [float(1 - w.mean()) for w in wrong],
+        "top1_mean_of_all": float((mean.argmax(1) == truth).mean()),
+        "wrong": [int(w.sum()) for w in wrong],
+        "wrong_in_k_of_n": {str(k): int((counts == k).sum()) for k in range(1, n + 1)},
+        "wrong_by": {
+            names[i]: np.flatnonzero(wrong[:, i]).tolist()
+            for i in sorted(np.flatnonzero(counts), key=lambda i: (-counts[i], names[i]))
+        },
+    }
+
+
 def main() -> None:
     from wastenet.classes import CLASSES
     from wastenet.evaluate.dataset import load_images, load_manifest
     from wastenet.evaluate.predictor import load_predictor, predict_images
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs=2)
+    parser.add_argument("models", nargs="+", help="two or more bundles or exported artifacts")
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--splits", nargs="+", default=["val", "test"])
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
+    if len(args.models) < 2:
+        raise SystemExit("give two or more models to compare")
     manifest = load_manifest(args.manifest)
     engines = [load_predictor(m) for m in args.models]
-    if engines[0].meta.input_size != engines[1].meta.input_size:
-        raise SystemExit("the two models must take the same input size")
+    if len({tuple(e.meta.input_size) for e in engines}) != 1:
+        raise SystemExit("the models must take the same input size")
     size = (engines[0].meta.height, engines[0].meta.width)
     result: dict = {"models": args.models, "splits": {}}
     for split in args.splits:
@@ -46,21 +73,13 @@ def main() -> None:
             if not len(idx):
                 continue
             truth = np.array([CLASSES.index(items[i].labels[0]) for i in idx])
-            wrong = [set(idx[p[idx].argmax(1) != truth].tolist()) for p in probs]
-            mean = (probs[0] + probs[1]) / 2
-            per_source[source] = {
-                "items": len(idx),
-                "top1_a": float((probs[0][idx].argmax(1) == truth).mean()),
-                "top1_b": float((probs[1][idx].argmax(1) == truth).mean()),
-                "top1_mean_of_both": float((mean[idx].argmax(1) == truth).mean()),
-                "wrong_a": len(wrong[0]),
-                "wrong_b": len(wrong[1]),
-                "wrong_both": sorted(Path(items[i].path).name for i in wrong[0] & wrong[1]),
-            }
-            row = per_source[source]
-            print(f"{split:5s} {source:10s} n={row['items']:4d}  A {row['top1_a']:.1%}  "
-                  f"B {row['top1_b']:.1%}  mean {row['top1_mean_of_both']:.1%}  "
-                  f"wrong A {row['wrong_a']} B {row['wrong_b']} both {len(row['wrong_both'])}")  # fmt: skip
+            names = [Path(items[i].path).name for i in idx]
+            row = committee([p[idx] for p in probs], truth, names)
+            per_source[source] = row
+            each = " ".join(f"{t:.1%}" for t in row["top1"])
+            print(f"{split:5s} {source:10s} n={row['items']:4d}  models {each}  "
+                  f"mean {row['top1_mean_of_all']:.1%}  wrong in k of {len(probs)}: "
+                  f"{row['wrong_in_k_of_n']}")  # fmt: skip
         result["splits"][split] = per_source
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"written: {args.out}")
