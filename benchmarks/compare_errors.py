@@ -21,7 +21,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "compare_errors.json"
 
 
 def committee(probs: list[np.ndarray], truth: np.ndarray, names: list[str]) -> dict:
-    """Per-model and mean-of-all top-1, the wrong-in-k-of-N histogram, and who errs where.
+    """Per-model and mean-of-all top-1 and errors, the wrong-in-k-of-N histogram, who errs where.
 
     ``probs``: one (items, classes) array per model; ``truth``: class index per item;
     ``names``: one label per item (a file name).
@@ -35,6 +35,7 @@ def committee(probs: list[np.ndarray], truth: np.ndarray, names: list[str]) -> d
         "top1": [float(1 - w.mean()) for w in wrong],
         "top1_mean_of_all": float((mean.argmax(1) == truth).mean()),
         "wrong": [int(w.sum()) for w in wrong],
+        "wrong_mean_of_all": sorted(names[i] for i in np.flatnonzero(mean.argmax(1) != truth)),
         "wrong_in_k_of_n": {str(k): int((counts == k).sum()) for k in range(1, n + 1)},
         "wrong_by": {
             names[i]: np.flatnonzero(wrong[:, i]).tolist()

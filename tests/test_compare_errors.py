@@ -31,6 +31,7 @@ def test_committee_counts_shared_errors_and_the_mean():
     assert list(row["wrong_by"]) == ["x", "z"]
     # x: two confident models agree wrongly; z: a tie between a and b that c tips wrongly
     assert row["top1_mean_of_all"] == 0.5
+    assert row["wrong_mean_of_all"] == ["x", "z"]
 
 
 def test_an_item_every_model_gets_wrong_stays_wrong_in_the_mean():
@@ -40,3 +41,4 @@ def test_an_item_every_model_gets_wrong_stays_wrong_in_the_mean():
     assert row["wrong_in_k_of_n"] == {"1": 0, "2": 1}
     assert row["wrong_by"] == {"hard": [0, 1]}
     assert row["top1_mean_of_all"] == 0.5
+    assert row["wrong_mean_of_all"] == ["hard"]
