@@ -28,14 +28,14 @@ def committee(probs: list[np.ndarray], truth: np.ndarray, names: list[str]) -> d
     """
     n = len(probs)
     wrong = np.stack([p.argmax(1) != truth for p in probs])  # models x items
-    mean = sum(probs) / n
+    mean_wrong = (sum(probs) / n).argmax(1) != truth
     counts = wrong.sum(0)
     return {
         "items": int(len(truth)),
         "top1": [float(1 - w.mean()) for w in wrong],
-        "top1_mean_of_all": float((mean.argmax(1) == truth).mean()),
+        "top1_mean_of_all": float(1 - mean_wrong.mean()),
         "wrong": [int(w.sum()) for w in wrong],
-        "wrong_mean_of_all": sorted(names[i] for i in np.flatnonzero(mean.argmax(1) != truth)),
+        "wrong_mean_of_all": sorted(names[i] for i in np.flatnonzero(mean_wrong)),
         "wrong_in_k_of_n": {str(k): int((counts == k).sum()) for k in range(1, n + 1)},
         "wrong_by": {
             names[i]: np.flatnonzero(wrong[:, i]).tolist()

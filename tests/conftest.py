@@ -52,14 +52,17 @@ def make_image(colour, size_wh=(64, 48), seed=0, shape="disc") -> Image.Image:
     return Image.fromarray(img)
 
 
-def make_image_folder(root: Path, per_class: int = 12, size_wh=(64, 48), classes=CLASSES) -> Path:
-    """A TrashNet-layout folder <root>/<class>/<class><i>.jpg of generated images."""
+def make_image_folder(
+    root: Path, per_class: int = 12, size_wh=(64, 48), classes=CLASSES, seed: int = 0
+) -> Path:
+    """A TrashNet-layout folder <root>/<class>/<class><i>.jpg of generated images
+    (another ``seed`` draws other images of the same classes)."""
     for ci, name in enumerate(classes):
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
         colour = CLASS_COLOURS.get(name, (90, 90, 90))
         for i in range(per_class):
-            make_image(colour, size_wh, seed=ci * 1000 + i).save(folder / f"{name}{i}.jpg")
+            make_image(colour, size_wh, seed=seed + ci * 1000 + i).save(folder / f"{name}{i}.jpg")
     return root
 
 
