@@ -19,12 +19,12 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results" / "split_noise.json"
 
 
-def mcnemar_exact(first_only: int, other_only: int) -> float:
+def mcnemar_exact(first_only: int, this_only: int) -> float:
     """Two-sided exact McNemar p-value from the two discordant counts."""
-    n = first_only + other_only
+    n = first_only + this_only
     if n == 0:
         return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(first_only, other_only) + 1)) / 2**n
+    tail = sum(math.comb(n, i) for i in range(min(first_only, this_only) + 1)) / 2**n
     return min(1.0, 2 * tail)
 
 
@@ -39,11 +39,11 @@ def chance_at_least(target: float, items: int, accuracy: float) -> float:
 
 def discordant(row: dict, model: int) -> tuple[int, int]:
     """(items only model 0 gets right, items only ``model`` gets right) in one committee row."""
-    first_only = other_only = 0
+    first_only = this_only = 0
     for wrong in row["wrong_by"].values():
         first_only += model in wrong and 0 not in wrong
-        other_only += 0 in wrong and model not in wrong
-    return first_only, other_only
+        this_only += 0 in wrong and model not in wrong
+    return first_only, this_only
 
 
 def split_noise(result: dict, source: str, target: float, test_split: str = "test") -> dict:
