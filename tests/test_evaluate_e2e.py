@@ -83,7 +83,11 @@ def test_evaluate_model_api_with_a_trained_tiny_net(manifest_path, tmp_path):
     )
     assert set(REPORT_SECTIONS) <= set(report)
     # one colour per class: a trained net gets the exactly-labelled test items right
-    assert report["per_source"]["tn"]["top1"] >= 0.8
+    tn = report["per_source"]["tn"]
+    assert tn["top1"] >= 0.8
+    lo, hi = tn["top1_ci95"]
+    assert lo < tn["top1"] <= hi
+    assert f"{100 * lo:.1f}-{100 * hi:.1f} %" in (tmp_path / "eval" / "report.md").read_text()
     assert report["model"]["parameters"] == sum(p.numel() for p in net.parameters())
     rob = report["robustness"]
     # a colour classifier must suffer from a strong colour cast more than from a mild one

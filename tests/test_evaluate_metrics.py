@@ -87,7 +87,8 @@ def test_score_predictions_per_source_sets_and_ood():
     tn, web = r["per_source"]["trashnet"], r["per_source"]["web-mixed"]
     assert tn["top1"] == pytest.approx(3 / 4)  # cardboard, glass, glass right; paper wrong
     assert tn["coarse_accuracy"] == 1.0  # the paper-for-cardboard error forgiven
-    assert web["top1"] is None and web["n_set_label"] == 3
+    assert tn["top1_ci95"] == pytest.approx(M.wilson_interval(3, 4))
+    assert web["top1"] is None and web["n_set_label"] == 3 and web["top1_ci95"] is None
     assert web["set_accuracy"] == pytest.approx(2 / 3)
     assert r["overall"]["set_accuracy"] == pytest.approx(5 / 7)
     assert tn["not_sure"]["not_sure_rate"] == pytest.approx(1 / 4)
@@ -98,3 +99,15 @@ def test_score_predictions_per_source_sets_and_ood():
     assert r["ood"]["not_sure_rate"] == 1.0
     assert r["ood"]["auroc_max_prob"] == 1.0  # every ID max-prob (>=0.55) above OOD's 0.5
     assert r["ood"]["predicted_as"]["plastic"] == 1
+
+
+def test_wilson_interval_bounds_a_small_splits_top1():
+    assert M.wilson_interval(0, 0) is None
+    lo, hi = M.wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)  # the textbook value
+    lo, hi = M.wilson_interval(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(1 - 0.2775, abs=1e-4)
+    lo, hi = M.wilson_interval(226, 238)  # the shipped model on TrashNet's test split
+    assert lo < 226 / 238 < hi and hi - lo == pytest.approx(0.057, abs=0.001)
+    wide, narrow = M.wilson_interval(45, 50), M.wilson_interval(900, 1000)
+    assert wide[1] - wide[0] > 2 * (narrow[1] - narrow[0])  # more items, a tighter bound

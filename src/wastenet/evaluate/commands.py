@@ -179,10 +179,14 @@ def summary_text(report: dict, out: Path) -> str:
     def pct(x):
         return "-" if x is None else f"{100 * x:.1f}%"
 
+    def interval(bounds):
+        return "" if bounds is None else f" ({pct(bounds[0])}-{pct(bounds[1])})"
+
     lines = []
     for source, g in report["per_source"].items():
         lines.append(
-            f"{source:>16}: top-1 {pct(g['top1'])}  set {pct(g['set_accuracy'])}  "
+            f"{source:>16}: top-1 {pct(g['top1'])}{interval(g.get('top1_ci95'))}  "
+            f"set {pct(g['set_accuracy'])}  "
             f"coarse {pct(g['coarse_accuracy'])}  (n={g['n']})"
         )
     ns, ood = report["overall"]["not_sure"], report["ood"]

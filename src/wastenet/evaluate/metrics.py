@@ -24,6 +24,21 @@ def top1(y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
     return float(np.mean(y_true == y_pred)) if y_true.size else None
 
 
+def wilson_interval(right: int, n: int, z: float = 1.959964) -> tuple[float, float] | None:
+    """Wilson score interval (95 % by default) for ``right`` of ``n``; None for n = 0.
+
+    How far one test split's top-1 can be trusted: 226 of 238 is 95.0 %, 91.4-97.1 %.
+    """
+    if n == 0:
+        return None
+    p, z2 = right / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    lo = 0.0 if right == 0 else float(centre - half)
+    hi = 1.0 if right == n else float(centre + half)
+    return lo, hi
+
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts: row = true class, column = predicted class."""
     cm = np.zeros((num_classes, num_classes), dtype=np.int64)

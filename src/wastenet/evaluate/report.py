@@ -166,6 +166,10 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f} %"
 
 
+def _interval(bounds: list[float] | None) -> str:
+    return "–" if bounds is None else f"{100 * bounds[0]:.1f}-{100 * bounds[1]:.1f} %"
+
+
 def render_markdown(report: dict) -> str:
     """The human-readable report: tables a reviewer can paste into a results page."""
     m, d = report["model"], report["data"]
@@ -181,13 +185,15 @@ def render_markdown(report: dict) -> str:
         "",
         "## Top-1 accuracy per source",
         "",
-        "| source | items | top-1 (exact labels) | set-label accuracy | paper+cardboard merged |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| source | items | top-1 (exact labels) | 95 % interval (Wilson) | set-label accuracy "
+        "| paper+cardboard merged |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     groups = {**report["per_source"], "**all**": report["overall"]}
     for name, g in groups.items():
         lines.append(
-            f"| {name} | {g['n']} | {_pct(g['top1'])} | {_pct(g['set_label_accuracy'])} "
+            f"| {name} | {g['n']} | {_pct(g['top1'])} | {_interval(g.get('top1_ci95'))} "
+            f"| {_pct(g['set_label_accuracy'])} "
             f"| {_pct(g['coarse_accuracy'])} |"
         )
     lines += [

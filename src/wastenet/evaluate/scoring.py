@@ -55,6 +55,7 @@ def score_group(
         "n_set_label": int((~exact).sum()),
         # top-1 over the exactly-labelled items: the paper's test-set accuracy
         "top1": M.top1(y_exact, pred[exact]),
+        "top1_ci95": M.wilson_interval(int((pred[exact] == y_exact).sum()), int(exact.sum())),
         # a set label counts as right when the prediction is in it ("coarse-label accuracy")
         "set_accuracy": M.mean_or_none(in_set),
         "set_label_accuracy": M.mean_or_none(in_set[~exact]),
