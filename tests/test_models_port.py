@@ -78,6 +78,19 @@ def test_trashnet_photos_get_sensible_imagenet_classes(lite0, shared_data, name,
     assert set(top) & set(expected), f"{name}: top 5 {top}"
 
 
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_bigger_lite_ports_see_the_same_objects(arch, shared_data):
+    """Lite1 and Lite2 (presets lite1_mixed_75, lite2_mixed_75) at their own ImageNet size."""
+    pytest.importorskip(get_spec(arch).module)
+    model = create_model(arch, num_classes=1000, pretrained=True).eval()
+    for name, expected, must in TRASHNET_CASES:
+        top = top5(model, imagenet_input(shared_data / "trashnet" / name, get_spec(arch).input_res))
+        assert must <= set(top), f"{arch} {name}: top 5 {top} lacks {must - set(top)}"
+        assert set(top) & set(expected), f"{arch} {name}: top 5 {top}"
+
+
 @pytest.mark.parametrize(
     "name",
     [
