@@ -185,7 +185,7 @@ def summary_text(report: dict, out: Path) -> str:
     lines = []
     for source, g in report["per_source"].items():
         lines.append(
-            f"{source:>16}: top-1 {pct(g['top1'])}{interval(g.get('top1_ci95'))}  "
+            f"{source:>16}: top-1 {pct(g['top1'])}{interval(g['top1_ci95'])}  "
             f"set {pct(g['set_accuracy'])}  "
             f"coarse {pct(g['coarse_accuracy'])}  (n={g['n']})"
         )

@@ -192,7 +192,7 @@ def render_markdown(report: dict) -> str:
     groups = {**report["per_source"], "**all**": report["overall"]}
     for name, g in groups.items():
         lines.append(
-            f"| {name} | {g['n']} | {_pct(g['top1'])} | {_interval(g.get('top1_ci95'))} "
+            f"| {name} | {g['n']} | {_pct(g['top1'])} | {_interval(g['top1_ci95'])} "
             f"| {_pct(g['set_label_accuracy'])} "
             f"| {_pct(g['coarse_accuracy'])} |"
         )
