@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,16 @@ except ImportError:  # the deploy-side install has no torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+BENCHMARKS = REPO / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """Import benchmarks/NAME.py (a script folder, not a package) as a module."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 # One colour per class: trivially separable, so a tiny model learns them in seconds.
 CLASS_COLOURS = {

@@ -1,19 +1,15 @@
 """The CPU-ceiling benchmark counts multiply-accumulates the way the probes define them."""
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import BENCHMARKS, load_benchmark
+
 ov = pytest.importorskip("openvino")
 
-_BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(_BENCHMARKS))  # the script imports its sibling, as when run from there
-_PATH = _BENCHMARKS / "bench_cpu_ceiling.py"
-_spec = importlib.util.spec_from_file_location("bench_cpu_ceiling", _PATH)
-ceiling = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ceiling)
+sys.path.insert(0, str(BENCHMARKS))  # the script imports its sibling, as when run from there
+ceiling = load_benchmark("bench_cpu_ceiling")
 
 
 @pytest.mark.parametrize(

@@ -1,14 +1,10 @@
 """The committee probe counts each model's errors, the shared ones, and the ensemble's."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_errors.py"
-_spec = importlib.util.spec_from_file_location("compare_errors", _PATH)
-compare_errors = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(compare_errors)
+from conftest import load_benchmark
+
+compare_errors = load_benchmark("compare_errors")
 
 
 def _onehot(classes, confidence=0.9, n_classes=3):

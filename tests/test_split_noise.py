@@ -1,24 +1,14 @@
 """The split-noise probe counts discordant items, tests them exactly, and sizes a split's noise."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-_BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from conftest import load_benchmark
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, _BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-compare_errors = _load("compare_errors")
-split_noise = _load("split_noise")
+compare_errors = load_benchmark("compare_errors")
+split_noise = load_benchmark("split_noise")
 
 
 def _probs(predicted, n_classes=3):
