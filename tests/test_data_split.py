@@ -179,3 +179,21 @@ def test_edited_manifest_is_refused(tmp_path):
     (tmp_path / "m.json").write_text(json.dumps(data))
     with pytest.raises(WasteNetError, match="hash"):
         load_manifest(tmp_path / "m.json")
+
+
+def test_keep_splits_from_pins_existing_files_when_a_source_is_added(tmp_path):
+    a = noise_folder(tmp_path / "alpha", COUNTS, seed=1)
+    b = noise_folder(tmp_path / "beta", {"glass": 19, "metal": 23}, seed=2)
+    before = build_split([a], folds=5, workers=1, progress=False).manifest
+    plain = build_split([a, b], folds=5, workers=1, progress=False).manifest
+    kept = build_split([a, b], folds=5, workers=1, progress=False, keep_splits_from=before)
+    old = {it.path: (it.split, it.fold) for it in before.items()}
+    pinned = {it.path: (it.split, it.fold) for it in kept.manifest.items(source="alpha")}
+    assert pinned == old
+    # Without it, adding a source reshuffles the first source's split (what pinning is for).
+    moved = {it.path: (it.split, it.fold) for it in plain.items(source="alpha")}
+    assert moved != old
+    # The new source is still split 72/18/10 within one image per stratum.
+    for label, n in (("glass", 19), ("metal", 23)):
+        got = Counter(it.split for it in kept.manifest.items(source="beta") if it.label == label)
+        assert abs(got["test"] - 0.10 * n) <= 1 and abs(got["val"] - 0.18 * n) <= 1

@@ -18,6 +18,13 @@ trash -> out-of-distribution) or a source YAML:
   name: web-mixed
   root: ../shared/data/web-mixed     # relative to the YAML
   folders: {glass: glass, paper_and_cardboard: [paper, cardboard], junk: ignore, trash: ood}
+or a detection source YAML (YOLO layout: <root>/<subset>/images + labels, data.yaml): each
+box becomes one item, cropped with a margin into <out>/crops/<name>/:
+  name: trashnetpp
+  type: detection
+  root: trashnetpp/yolo
+  classes: {Can: metal, Glass: glass, Plastics: plastic, Cable: ood, Metal: ignore}
+  crop: {margin: 0.15, min_side: 32}
 """
 
 
@@ -57,6 +64,14 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
         type=int,
         default=6,
         help="near-duplicate Hamming distance (bits of a 64-bit phash)",
+    )
+    p.add_argument(
+        "--keep-splits-from",
+        type=Path,
+        default=None,
+        metavar="MANIFEST",
+        help="files of this earlier manifest keep their split and fold (add a source "
+        "without moving any existing test image into training)",
     )
     p.add_argument("--workers", type=int, default=2, help="validation processes")
     p.set_defaults(func=cmd_split)
@@ -127,8 +142,11 @@ def _check_existing(out: Path, new) -> None:
 
 
 def cmd_split(args) -> int:
+    from wastenet.data.manifest import load_manifest
     from wastenet.data.split import build_split, count_table, format_table
     from wastenet.data.validate import report_text, write_report
+
+    previous = load_manifest(args.keep_splits_from) if args.keep_splits_from else None
 
     result = build_split(
         args.sources,
@@ -138,6 +156,8 @@ def cmd_split(args) -> int:
         threshold=args.dup_threshold,
         workers=args.workers,
         progress=sys.stderr.isatty(),
+        crops_dir=args.out / "crops",
+        keep_splits_from=previous,
     )
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

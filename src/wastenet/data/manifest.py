@@ -30,6 +30,7 @@ class Item:
     fold: int | None = None  # k-fold index on train+val; None for test and ood
     converted: tuple[str, ...] = ()  # what reading does to it (grayscale -> RGB, ...)
     phash: str = ""  # canonical (rotation/flip-invariant) perceptual hash, hex
+    origin: dict | None = field(default=None, compare=False, hash=False)  # a crop's photo, box
 
     @property
     def label(self) -> str:
@@ -49,6 +50,8 @@ class Item:
             out["converted"] = list(self.converted)
         if self.phash:
             out["phash"] = self.phash
+        if self.origin:
+            out["origin"] = self.origin
         return out
 
     @classmethod
@@ -62,6 +65,7 @@ class Item:
             fold=d.get("fold"),
             converted=tuple(d.get("converted") or ()),
             phash=str(d.get("phash") or ""),
+            origin=d.get("origin") or None,
         )
 
 

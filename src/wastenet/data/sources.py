@@ -1,9 +1,13 @@
-"""Image-folder sources and how their folders map onto the canonical classes.
+"""Sources and how their folders (or detection classes) map onto the canonical classes.
 
-A source is ``<root>/<folder>/<files>``. Each folder maps to one class, to a *set* of
-classes (a coarse label such as ``paper_and_cardboard``), to ``ood`` (kept for the
-"not sure" evaluation) or to ``ignore``. A folder with no mapping is reported as
+A folder source is ``<root>/<folder>/<files>``. Each folder maps to one class, to a
+*set* of classes (a coarse label such as ``paper_and_cardboard``), to ``ood`` (kept for
+the "not sure" evaluation) or to ``ignore``. A folder with no mapping is reported as
 unknown, never silently dropped.
+
+A detection source (``type: detection`` in its YAML) is a detection dataset whose
+labelled boxes become one item each (see ``wastenet.data.detection``); its ``classes``
+map the dataset's class names the same way, and every class must be mapped.
 """
 
 from __future__ import annotations
@@ -31,8 +35,12 @@ class SourceConfig:
 
     name: str
     root: str
+    type: str = "folder"  # folder | detection
     folders: dict = field(default_factory=dict)
     use_defaults: bool = True  # map class-named folders and DEFAULT_FOLDER_MAP too
+    classes: dict = field(default_factory=dict)  # detection: dataset class -> class/ood/ignore
+    names: list | None = None  # detection: class names by id (default: root/data.yaml)
+    crop: dict = field(default_factory=dict)  # detection: CropConfig (margin, min_side, aspect)
 
 
 @dataclass(frozen=True)
@@ -48,14 +56,19 @@ class Source:
     name: str
     root: Path
     rules: dict[str, FolderRule]
+    kind: str = "folder"  # folder | detection
+    names: list[str] = field(default_factory=list)  # detection: class names by id
+    crop: object = None  # detection: a wastenet.data.detection.CropConfig
 
 
 @dataclass(frozen=True)
 class SourceFile:
     path: Path
     source: str
-    folder: str
+    folder: str  # the folder, or a detection source's class name
     rule: FolderRule
+    group: str = ""  # items with the same group key land in one split (one photo's crops)
+    origin: dict | None = None  # a crop's photo and box
 
 
 @dataclass
@@ -66,6 +79,7 @@ class SourceIndex:
     unknown_folders: list[dict] = field(default_factory=list)
     ignored_folders: list[dict] = field(default_factory=list)
     stray_files: list[str] = field(default_factory=list)
+    detection: list[dict] = field(default_factory=list)  # per detection source: kept, dropped
 
 
 def parse_rule(value: object, where: str) -> FolderRule:
@@ -112,6 +126,12 @@ def load_source(spec: str | Path) -> Source:
             root = (path.parent / root).resolve()
         if not root.is_dir():
             raise WasteNetError(f"{path}: source root {root} is not a folder")
+        if cfg.type == "detection":
+            return _detection_source(cfg, root, where=str(path))
+        if cfg.type != "folder":
+            raise ConfigError(f"{path}: type must be 'folder' or 'detection', not {cfg.type!r}")
+        if cfg.classes or cfg.names or cfg.crop:
+            raise ConfigError(f"{path}: classes, names and crop belong to 'type: detection'")
         if not isinstance(cfg.folders, dict):
             raise ConfigError(f"{path}: 'folders' must map folder names to classes")
         rules = {str(k): parse_rule(v, f"{path}: folders.{k}") for k, v in cfg.folders.items()}
@@ -121,6 +141,29 @@ def load_source(spec: str | Path) -> Source:
     if not path.exists():
         raise WasteNetError(f"{spec}: no such folder or source YAML")
     raise WasteNetError(f"{spec}: a source is an image folder or a .yaml source config")
+
+
+def _detection_source(cfg: SourceConfig, root: Path, where: str) -> Source:
+    """A detection source: every dataset class mapped, crop options checked."""
+    from wastenet.data.detection import crop_config, read_class_names
+
+    if cfg.folders:
+        raise ConfigError(f"{where}: a detection source maps 'classes', not 'folders'")
+    if not isinstance(cfg.classes, dict) or not cfg.classes:
+        raise ConfigError(f"{where}: 'classes' must map each dataset class to a class/ood/ignore")
+    names = [str(n) for n in cfg.names] if cfg.names else read_class_names(root)
+    rules = {str(k): parse_rule(v, f"{where}: classes.{k}") for k, v in cfg.classes.items()}
+    unmapped = [n for n in names if n not in rules]
+    if unmapped:
+        raise ConfigError(
+            f"{where}: dataset classes {', '.join(unmapped)} are not mapped under 'classes' "
+            "(map each to a class, a list of classes, ood or ignore)"
+        )
+    extra = sorted(set(rules) - set(names))
+    if extra:
+        raise ConfigError(f"{where}: classes {', '.join(extra)} are not in the dataset's names")
+    crop = crop_config(cfg.crop, f"{where}: crop")
+    return Source(cfg.name, root, rules, kind="detection", names=names, crop=crop)
 
 
 def rule_for(source: Source, folder: str) -> FolderRule | None:
@@ -158,8 +201,52 @@ def index_source(source: Source, index: SourceIndex | None = None) -> SourceInde
     return index
 
 
-def index_sources(specs: list[str | Path]) -> tuple[list[Source], SourceIndex]:
-    """Load and index several sources; two sources may not share a name."""
+def index_detection_source(
+    source: Source, index: SourceIndex, crops_dir: Path | None, progress: bool = False
+) -> SourceIndex:
+    """One SourceFile per kept box; dropped boxes are counted per class, never silent."""
+    from wastenet.data.detection import index_detection
+
+    if crops_dir is None:
+        raise WasteNetError(f"source {source.name}: a detection source needs a crop folder")
+    found = index_detection(
+        source.root, source.names, source.crop, crops_dir / source.name, progress
+    )
+    counts = {n: {"boxes": 0, "kept": 0, "too_small": 0} for n in source.names}
+    for rec in found.records:
+        rule = source.rules[rec.cls_name]
+        counts[rec.cls_name]["boxes"] += 1
+        if rec.dropped:
+            counts[rec.cls_name]["too_small"] += 1
+            continue
+        if rule.kind == IGNORE:
+            continue
+        counts[rec.cls_name]["kept"] += 1
+        origin = {"photo": str(rec.photo.image), "box": list(rec.crop_box)}
+        group = f"{source.name}/{rec.photo.group}"
+        index.files.append(
+            SourceFile(rec.path.resolve(), source.name, rec.cls_name, rule, group, origin)
+        )
+    index.detection.append(
+        {
+            "source": source.name,
+            "classes": {
+                n: {"maps_to": describe_rule(source.rules[n]), **c} for n, c in counts.items()
+            },
+            "photos_without_labels": found.unlabelled_photos,
+            "bad_label_lines": found.bad_lines,
+        }
+    )
+    return index
+
+
+def index_sources(
+    specs: list[str | Path], crops_dir: Path | None = None, progress: bool = False
+) -> tuple[list[Source], SourceIndex]:
+    """Load and index several sources; two sources may not share a name.
+
+    Detection sources write their crops under ``crops_dir/<source name>/``.
+    """
     if not specs:
         raise WasteNetError("no source given: pass an image folder or a source YAML")
     sources = [load_source(s) for s in specs]
@@ -169,7 +256,10 @@ def index_sources(specs: list[str | Path]) -> tuple[list[Source], SourceIndex]:
         raise WasteNetError(f"two sources are named {', '.join(dupes)}: give each a unique name")
     index = SourceIndex()
     for source in sources:
-        index_source(source, index)
+        if source.kind == "detection":
+            index_detection_source(source, index, crops_dir, progress)
+        else:
+            index_source(source, index)
     if not index.files:
         raise WasteNetError(
             "no usable files in the sources: folders must be named like a class "
@@ -178,10 +268,10 @@ def index_sources(specs: list[str | Path]) -> tuple[list[Source], SourceIndex]:
     return sources, index
 
 
+def describe_rule(rule: FolderRule) -> object:
+    return list(rule.labels) if rule.kind == "labels" else rule.kind
+
+
 def describe_rules(source: Source) -> dict:
     """A JSON-friendly view of a source's explicit folder map."""
-    return {
-        k: (list(r.labels) if r.kind == "labels" else r.kind)
-        for k, r in source.rules.items()
-        if k != "*"
-    }
+    return {k: describe_rule(r) for k, r in source.rules.items() if k != "*"}

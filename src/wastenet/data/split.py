@@ -58,9 +58,15 @@ def assign(
     ratios: tuple[float, float, float],
     folds: int,
     seed: int,
+    fixed: list[tuple[str, int | None] | None] | None = None,
 ) -> tuple[list[str], list[int | None]]:
-    """Split and fold per item; groups (near-duplicates) move together."""
+    """Split and fold per item; groups (near-duplicates) move together.
+
+    ``fixed[i]`` pins item i (and its group) to a (split, fold) kept from an earlier
+    manifest; the other groups fill what each stratum still needs.
+    """
     n = len(strata)
+    fixed = fixed or [None] * n
     sizes = Counter(strata)
     need = {s: np.array(split_targets(c, ratios), dtype=float) for s, c in sizes.items()}
     members: dict[int, list[int]] = defaultdict(list)
@@ -71,22 +77,31 @@ def assign(
     rng.shuffle(order)
     order.sort(key=lambda g: -len(members[g]))  # big groups first; stable keeps shuffle
     split_of: list[str] = [""] * n
+    fold_of: list[int | None] = [None] * n
+    pinned = {g: next((fixed[i] for i in members[g] if fixed[i]), None) for g in order}
+    pinned = {g: pin for g, pin in pinned.items() if pin is not None}
     for g in order:
-        score = np.zeros(3)
-        for i in members[g]:
-            score += need[strata[i]] / max(1, sizes[strata[i]])
-        k = int(np.argmax(score + rng.random(3) * 1e-9))
+        if g in pinned:
+            k = SPLITS.index(pinned[g][0])
+        else:
+            score = np.zeros(3)
+            for i in members[g]:
+                score += need[strata[i]] / max(1, sizes[strata[i]])
+            k = int(np.argmax(score + rng.random(3) * 1e-9))
         for i in members[g]:
             need[strata[i]][k] -= 1
             split_of[i] = SPLITS[k]
-    fold_of: list[int | None] = [None] * n
     if folds > 1:
         fold_load = defaultdict(lambda: np.zeros(folds))
         for g in order:
             if split_of[members[g][0]] == "test":
                 continue
-            load = sum(fold_load[strata[i]] for i in members[g])
-            f = int(np.argmin(load + rng.random(folds) * 1e-9))
+            pin = pinned.get(g)
+            if pin is not None and pin[1] is not None and 0 <= pin[1] < folds:
+                f = int(pin[1])
+            else:
+                load = sum(fold_load[strata[i]] for i in members[g])
+                f = int(np.argmin(load + rng.random(folds) * 1e-9))
             for i in members[g]:
                 fold_load[strata[i]][f] += 1
                 fold_of[i] = f
@@ -105,24 +120,33 @@ def build_split(
     threshold: int = DEFAULT_THRESHOLD,
     workers: int = 2,
     progress: bool = True,
+    crops_dir: Path | None = None,
+    keep_splits_from: Manifest | None = None,
 ) -> SplitResult:
-    """Index, validate, de-duplicate and split the sources into one Manifest."""
+    """Index, validate, de-duplicate and split the sources into one Manifest.
+
+    Detection sources write their crops under ``crops_dir``; the crops of one photo
+    are one group, like near-duplicates. Files already in ``keep_splits_from`` (same
+    path and content) keep their split and fold, so adding a source never moves an
+    existing test image into training.
+    """
     t0 = time.perf_counter()
     ratios = _check_ratios(ratios)
     if folds < 0 or folds == 1:
         raise WasteNetError("--folds must be 0 (no folds) or at least 2")
-    sources, index = index_sources(specs)
+    sources, index = index_sources(specs, crops_dir, progress)
     files = index.files
     checks = check_files([f.path for f in files], workers=workers, progress=progress)
     t_validate = time.perf_counter() - t0
     usable = [(f, c) for f, c in zip(files, checks, strict=True) if c.status != "rejected"]
     hashes = np.array([c.phashes for _, c in usable], dtype=np.uint64).reshape(-1, 2, 8)
     pairs = near_duplicate_pairs(hashes, threshold)
-    groups = group_pairs(len(usable), pairs)
+    groups = group_pairs(len(usable), np.concatenate([pairs, same_group_pairs(usable)]))
     strata = [
         f"{f.source}/{'+'.join(f.rule.labels) if f.rule.kind != OOD else OOD}" for f, _ in usable
     ]
-    split_of, fold_of = assign(strata, groups, ratios, folds, seed)
+    fixed = kept_assignments(usable, keep_splits_from)
+    split_of, fold_of = assign(strata, groups, ratios, folds, seed, fixed)
     items, ood = [], []
     for (f, c), split, fold in zip(usable, split_of, fold_of, strict=True):
         is_ood = f.rule.kind == OOD
@@ -135,6 +159,7 @@ def build_split(
             fold=None if is_ood else fold,
             converted=tuple(c.converted),
             phash=_hex(canonical_hash(np.array(c.phashes, dtype=np.uint64))),
+            origin=f.origin,
         )
         (ood if is_ood else items).append(item)
     elapsed = time.perf_counter() - t0
@@ -144,9 +169,7 @@ def build_split(
         seed=seed,
         folds=folds,
         ratios=ratios,
-        sources=[
-            {"name": s.name, "root": str(s.root), "folders": describe_rules(s)} for s in sources
-        ],
+        sources=[describe_source(s) for s in sources],
         info={
             "duplicate_threshold": threshold,
             "files_checked": len(checks),
@@ -164,9 +187,39 @@ def build_split(
         "unknown_folders": index.unknown_folders,
         "ignored_folders": index.ignored_folders,
         "stray_files": index.stray_files,
+        "detection": index.detection,
         "sizes": summarise_sizes(checks),
     }
     return SplitResult(manifest, validation, dup)
+
+
+def kept_assignments(usable: list[tuple], previous: Manifest | None) -> list | None:
+    """(split, fold) for each usable file found unchanged in a previous manifest."""
+    if previous is None:
+        return None
+    old = {(it.path, it.sha256): (it.split, it.fold) for it in previous.items()}
+    return [old.get((str(f.path), c.sha256)) for f, c in usable]
+
+
+def same_group_pairs(usable: list[tuple]) -> np.ndarray:
+    """(i, j, 0) pairs chaining the items of each group key (one photo's crops)."""
+    first: dict[str, int] = {}
+    pairs = []
+    for i, (f, _) in enumerate(usable):
+        if f.group:
+            j = first.setdefault(f.group, i)
+            if j != i:
+                pairs.append((j, i, 0))
+    return np.array(pairs, dtype=np.int64).reshape(-1, 3)
+
+
+def describe_source(source) -> dict:
+    """The manifest's record of a source: name, root, type, class map, crop options."""
+    out = {"name": source.name, "root": str(source.root), "folders": describe_rules(source)}
+    if source.kind == "detection":
+        out["type"] = "detection"
+        out["crop"] = dict(vars(source.crop))
+    return out
 
 
 def duplicates_report(

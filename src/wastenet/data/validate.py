@@ -162,7 +162,25 @@ def report_text(report: dict) -> str:
         lines.append(f"  ignored folder {u['folder']} ({u['files']} files)")
     for s in report.get("stray_files", []):
         lines.append(f"  stray file outside any class folder: {s}")
+    for d in report.get("detection", []):
+        lines.extend(detection_lines(d))
     return "\n".join(lines) + "\n"
+
+
+def detection_lines(summary: dict) -> list[str]:
+    """What a detection source kept and dropped, per dataset class."""
+    lines = [f"detection source {summary['source']}: boxes per dataset class"]
+    for name, c in summary["classes"].items():
+        maps_to = c["maps_to"] if isinstance(c["maps_to"], str) else "+".join(c["maps_to"])
+        lines.append(
+            f"  {name} -> {maps_to}: {c['boxes']} boxes, {c['kept']} kept, "
+            f"{c['too_small']} too small"
+        )
+    if summary["photos_without_labels"]:
+        lines.append(f"  photos without a label file: {len(summary['photos_without_labels'])}")
+    for b in summary["bad_label_lines"]:
+        lines.append(f"  BAD label line {b['file']}:{b['line']}: {b['reason']}")
+    return lines
 
 
 def summarise_sizes(checks: list[FileCheck]) -> dict[str, int]:
