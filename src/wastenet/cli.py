@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "wastenet.data.commands",
     "wastenet.train.commands",
     "wastenet.evaluate.commands",
+    "wastenet.evaluate.shift_commands",
     "wastenet.accelerate.commands",
     "wastenet.runtime.commands",
 )

@@ -1,0 +1,405 @@
+"""Leave-one-source-out (LOSO) evaluation: how a recipe does on a source it never saw.
+
+Test splits share their source's camera, light and backdrop with the training data, so
+they overstate what a bin meets in the field. Here each fold trains the recipe on every
+source but one (OUT/without-S/stageK/, resumable) and scores ALL of S's items (none was
+seen), set-aware as ``evaluate`` does, plus the "not sure" rates on S's out-of-distribution
+items and on the training sources' own test items. ``--holdout-only`` sources are never
+trained on and scored by every fold; ``score_existing`` measures a shipped bundle alike.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wastenet.classes import CLASSES, CONFIDENCE_THRESHOLD
+from wastenet.config import to_dict
+from wastenet.errors import ConfigError, WasteNetError
+from wastenet.evaluate.shift_report import (
+    render_markdown,
+    seen_test_scores,
+    source_scores,
+    summarise,
+)
+
+MODEL_FILE = "model.safetensors"
+SECONDS_FILE = "shift_seconds.json"  # wall time spent training a stage, over all attempts
+FORMAT_VERSION = 1
+
+
+@dataclass
+class FoldPlan:
+    """One model to score: trained without ``left_out`` (and without ``holdout``)."""
+
+    name: str
+    left_out: list[str]
+    train_sources: list[str]
+    holdout: list[str] = field(default_factory=list)
+
+
+def id_sources(manifest: Any) -> list[str]:
+    """Sources with in-distribution items; a folder of OOD images alone trains nothing."""
+    return sorted({it.source for it in manifest.items()})
+
+
+def _check_names(option: str, names: Sequence[str], known: Sequence[str]) -> None:
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise WasteNetError(
+            f"{option}: {', '.join(unknown)} not among the manifest's sources ({', '.join(known)})"
+        )
+
+
+def plan_folds(
+    known: Sequence[str], sources: Sequence[str] | None = None, holdout_only: Sequence[str] = ()
+) -> list[FoldPlan]:
+    """One fold per source of the pool (``sources`` or all, less the holdout-only ones)."""
+    _check_names("--sources", sources or [], known)
+    _check_names("--holdout-only", holdout_only, known)
+    both = sorted(set(sources or []) & set(holdout_only))
+    if both:
+        raise WasteNetError(f"{', '.join(both)}: both in --sources and --holdout-only")
+    pool = [s for s in dict.fromkeys(sources or known) if s not in holdout_only]
+    if len(pool) < 2:
+        raise WasteNetError(
+            f"leaving one source out needs at least two training sources; there is only "
+            f"{', '.join(pool) or 'none'} (manifest sources: {', '.join(known)})"
+        )
+    return [
+        FoldPlan(f"without-{s}", [s], [t for t in pool if t != s], list(holdout_only)) for s in pool
+    ]
+
+
+def plan_existing(
+    known: Sequence[str], trained_on: Sequence[str], holdout_only: Sequence[str] = ()
+) -> FoldPlan:
+    """A shipped bundle: every manifest source outside ``trained_on`` counts as left out."""
+    _check_names("--trained-on", trained_on, known)
+    _check_names("--holdout-only", holdout_only, known)
+    left_out = [s for s in known if s not in trained_on and s not in holdout_only]
+    if not left_out and not holdout_only:
+        raise WasteNetError("every manifest source is in --trained-on: no unseen source to score")
+    return FoldPlan("model", left_out, list(trained_on), list(holdout_only))
+
+
+def apply_resolution(cfg: Any, pct: float | None) -> None:
+    """A screening run: the run's and every phase's resolution set to ``pct``."""
+    if pct is None:
+        return
+    cfg.resolution_pct = float(pct)
+    for phase in cfg.phases:
+        phase.resolution_pct = float(pct)
+
+
+def check_resolution(pct: float | None) -> None:
+    if pct is not None and not 0 < pct <= 100:
+        raise ConfigError(f"--resolution must be a percentage in (0, 100], not {pct:g}")
+
+
+def stage_configs(
+    recipes: Sequence[tuple[str, Any]], plan: FoldPlan
+) -> tuple[list[tuple[int, str, Any]], list[dict]]:
+    """Each recipe narrowed to the fold's sources: ``[(stage, name, cfg)]`` and what was dropped.
+
+    A phase (or a stage's ``sources``) naming only left-out sources is dropped; one naming
+    some keeps those. A stage left without phases is skipped: the next one continues from
+    the last stage trained (``pretrained`` = its model, set when training).
+    """
+    allowed = plan.train_sources
+    stages, dropped = [], []
+    for k, (name, base) in enumerate(recipes, 1):
+        cfg = copy.deepcopy(base)
+        run_sources = [s for s in (base.sources or allowed) if s in allowed]
+        if not run_sources:
+            dropped.append({"stage": k, "recipe": name, "phase": None, "sources": base.sources})
+            continue
+        cfg.sources = run_sources
+        if cfg.source_weights:
+            cfg.source_weights = {s: w for s, w in cfg.source_weights.items() if s in run_sources}
+        kept = []
+        for phase in cfg.phases:
+            if phase.sources is not None:
+                wanted = list(phase.sources)
+                phase.sources = [s for s in wanted if s in run_sources]
+                if not phase.sources:
+                    dropped.append(
+                        {"stage": k, "recipe": name, "phase": phase.name, "sources": wanted}
+                    )
+                    continue
+            kept.append(phase)
+        if not kept:  # its phases are recorded above; the stage itself goes too
+            wanted = sorted({s for p in base.phases for s in p.sources or ()})
+            dropped.append({"stage": k, "recipe": name, "phase": None, "sources": wanted})
+            continue
+        cfg.phases = kept
+        cfg.validate()
+        stages.append((k, name, cfg))
+    if not stages:
+        raise ConfigError(f"{plan.name}: every stage of the recipe trains only on left-out sources")
+    if stages[0][0] != 1 and len(recipes) > 1:
+        raise ConfigError(
+            f"{plan.name}: stage 1 would be dropped, so stage {stages[0][0]} would start "
+            "from weights that saw the left-out source"
+        )
+    return stages, dropped
+
+
+def _check_same_config(cfg: Any, run_dir: Path) -> None:
+    """Refuse to reuse or resume a stage folder that holds a run of another config."""
+    from wastenet.train.config import load_train_config
+
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        return
+    old, new = to_dict(load_train_config(str(saved))), to_dict(cfg)
+    if old != new:
+        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise WasteNetError(
+            f"{run_dir} holds a run of another config (differs in {', '.join(keys)}); "
+            "use another --out or remove that folder"
+        )
+
+
+def _add_seconds(run_dir: Path, seconds: float) -> float:
+    path = run_dir / SECONDS_FILE
+    total = seconds + (json.loads(path.read_text())["seconds"] if path.exists() else 0.0)
+    path.write_text(json.dumps({"seconds": total}))
+    return total
+
+
+def train_stage(cfg: Any, run_dir: Path, skip_train: bool, progress: bool) -> dict:
+    """Train (or resume, or reuse) one stage; a finished model is never retrained."""
+    from wastenet.train.checkpoint import STATE_FILE
+
+    model = run_dir / MODEL_FILE
+    _check_same_config(cfg, run_dir)
+    seconds_file = run_dir / SECONDS_FILE
+    if model.exists() and _calibrated(cfg, model):
+        old = json.loads(seconds_file.read_text())["seconds"] if seconds_file.exists() else None
+        return {"status": "reused", "train_seconds": old}
+    if skip_train:
+        return {"status": "missing", "train_seconds": None}
+    from wastenet.train.loop import train
+
+    resume = (run_dir / STATE_FILE).exists()
+    started = time.perf_counter()
+    try:
+        train(cfg, run_dir, resume=resume, progress=progress)
+    finally:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        total = _add_seconds(run_dir, time.perf_counter() - started)
+    if not model.exists():
+        raise WasteNetError(f"{run_dir}: training ended without {MODEL_FILE}")
+    return {"status": "resumed" if resume else "trained", "train_seconds": round(total, 2)}
+
+
+def _calibrated(cfg: Any, model: Path) -> bool:
+    """A model written just before an interruption may lack its temperature: fit it now."""
+    from wastenet.meta import read_bundle_meta
+
+    if not cfg.calibrate or "calibration" in (read_bundle_meta(model).metrics or {}):
+        return True
+    from wastenet.data.cache import default_cache_dir
+    from wastenet.evaluate.calibration import calibrate_bundle
+
+    cache = cfg.cache_dir or default_cache_dir()
+    calibrate_bundle(model, cfg.manifest, "val", cache_dir=cache, sources=cfg.sources)
+    return True
+
+
+def train_fold(
+    recipes: Sequence[tuple[str, Any]],
+    plan: FoldPlan,
+    out: Path,
+    skip_train: bool = False,
+    progress: bool = True,
+) -> dict:
+    """The fold's stages in order, each from the previous one's model; the fold's record."""
+    stages, dropped = stage_configs(recipes, plan)
+    record: dict = {"stages": [], "dropped_phases": dropped, "model": None}
+    previous: Path | None = None
+    for k, name, cfg in stages:
+        if previous is not None:
+            cfg.pretrained = str(previous)
+            cfg.validate()
+        run_dir = out / plan.name / f"stage{k}"
+        done = train_stage(cfg, run_dir, skip_train, progress)
+        record["stages"].append(
+            {"stage": k, "recipe": name, "dir": str(run_dir), "pretrained": cfg.pretrained, **done}
+        )
+        if done["status"] == "missing":
+            break
+        previous = run_dir / MODEL_FILE
+    statuses = [s["status"] for s in record["stages"]]
+    record["status"] = "missing" if "missing" in statuses else statuses[-1]
+    if record["status"] != "missing":
+        record["model"] = str(previous)
+    secs = [s["train_seconds"] for s in record["stages"]]
+    record["train_seconds"] = None if None in secs else round(sum(secs), 2)
+    return record
+
+
+def score_model(
+    model: str | Path,
+    manifest: Any,
+    plan: FoldPlan,
+    threshold: float,
+    cache_dir: str | Path | None,
+    batch_size: int = 32,
+    device: str | None = None,
+) -> dict:
+    """Every item of each left-out and holdout source, its OOD items, the seen test items."""
+    from wastenet.evaluate.dataset import load_images
+    from wastenet.evaluate.predictor import load_predictor, predict_images
+
+    predictor = load_predictor(model, device=device)
+    if list(predictor.meta.labels) != list(CLASSES):
+        raise WasteNetError(f"{model}: labels {predictor.meta.labels} are not {list(CLASSES)}")
+    size = (predictor.meta.height, predictor.meta.width)
+    skipped: list[dict] = []
+
+    def predict(items: list) -> tuple[Any, list]:
+        images, kept, bad = load_images(items, size, cache_dir)
+        skipped.extend(bad)
+        return predict_images(predictor, images, batch_size), kept
+
+    scored = {}
+    for role, names in (("left_out", plan.left_out), ("holdout", plan.holdout)):
+        for source in names:
+            probs, items = predict(manifest.items(source=source))
+            ood = manifest.items(split="ood", source=source)
+            ood_probs = predict(ood)[0] if ood else None
+            labels = [tuple(it.labels) for it in items]
+            scored[source] = {"role": role, **source_scores(probs, labels, threshold, ood_probs)}
+    seen = [it for it in manifest.items(split="test") if it.source in plan.train_sources]
+    probs, seen = predict(seen)
+    return {
+        "temperature": predictor.meta.temperature,
+        "input_size": list(predictor.meta.input_size),
+        "scored": scored,
+        "seen_test": seen_test_scores(probs, [tuple(it.labels) for it in seen], threshold),
+        "skipped": skipped,
+    }
+
+
+def write_outputs(result: dict, out: Path) -> None:
+    """shift.json and shift.md, atomically: written after every fold."""
+    out.mkdir(parents=True, exist_ok=True)
+    result["summary"] = summarise(result["folds"])
+    for name, text in (
+        ("shift.json", json.dumps(result, indent=2)),
+        ("shift.md", render_markdown(result)),
+    ):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, out / name)
+
+
+def _new_result(manifest_path: Path, manifest: Any, threshold: float, **fields: Any) -> dict:
+    if not 0.0 <= threshold <= 1.0:
+        raise WasteNetError(f"--threshold must be between 0 and 1, not {threshold}")
+    return {
+        "format_version": FORMAT_VERSION,
+        "manifest": str(manifest_path),
+        "manifest_hash": manifest.hash,
+        "threshold": float(threshold),
+        **fields,
+        "folds": [],
+    }
+
+
+def run_shift(
+    recipes: Sequence[tuple[str, Any]],
+    manifest_path: str | Path,
+    out: str | Path,
+    sources: Sequence[str] | None = None,
+    holdout_only: Sequence[str] = (),
+    resolution: float | None = None,
+    threshold: float = CONFIDENCE_THRESHOLD,
+    skip_train: bool = False,
+    overrides: dict | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """LOSO over the manifest's sources for a (chained) recipe ``[(name, TrainConfig)]``.
+
+    Every fold's plan is checked before the first one trains, so a bad source name or a
+    recipe that cannot run a fold fails in seconds, not hours in.
+    """
+    from wastenet.data.cache import default_cache_dir
+    from wastenet.evaluate.dataset import load_manifest
+
+    check_resolution(resolution)
+    out, manifest_path = Path(out), Path(manifest_path)
+    manifest = load_manifest(manifest_path)
+    plans = plan_folds(id_sources(manifest), sources, holdout_only)
+    recipes = [(name, copy.deepcopy(cfg)) for name, cfg in recipes]
+    for _, cfg in recipes:
+        apply_resolution(cfg, resolution)
+        named = {*(cfg.sources or ()), *(cfg.source_weights or {})}
+        named |= {s for phase in cfg.phases for s in phase.sources or ()}
+        _check_names(f"sources named by recipe {cfg.name}", sorted(named), id_sources(manifest))
+    # every fold's stages are planned (and checked) here; the last one holds the fold's model
+    finals = [out / p.name / f"stage{stage_configs(recipes, p)[0][-1][0]}" for p in plans]
+    if skip_train and not any((path / MODEL_FILE).exists() for path in finals):
+        raise WasteNetError(f"{out}: no fold has a finished model to score (drop --skip-train)")
+    if isinstance(recipes[0][1].pretrained, str):
+        log(f"warning: stage 1 starts from {recipes[0][1].pretrained}; if that model saw a "
+            "left-out source, its fold is not unseen")  # fmt: skip
+    cache = cache_dir or recipes[0][1].cache_dir or default_cache_dir()
+    result = _new_result(
+        manifest_path, manifest, threshold,
+        mode="loso", recipes=[n for n, _ in recipes], overrides=overrides or {},
+        resolution_pct=resolution, holdout_only=list(holdout_only),
+    )  # fmt: skip
+    for plan in plans:
+        log(f"fold {plan.name}: training on {', '.join(plan.train_sources)}")
+        fold = {**plan.__dict__, **train_fold(recipes, plan, out, skip_train, progress)}
+        if fold["model"]:
+            fold.update(score_model(fold["model"], manifest, plan, threshold, cache))
+        else:
+            log(f"fold {plan.name}: no finished model (--skip-train); not scored")
+        result["folds"].append(fold)
+        write_outputs(result, out)
+    return result
+
+
+def score_existing(
+    model: str | Path,
+    trained_on: Sequence[str],
+    manifest_path: str | Path,
+    out: str | Path,
+    holdout_only: Sequence[str] = (),
+    threshold: float = CONFIDENCE_THRESHOLD,
+    cache_dir: str | Path | None = None,
+    device: str | None = None,
+) -> dict:
+    """A bundle already trained on ``trained_on``: every other source is scored as unseen."""
+    from wastenet.data.cache import default_cache_dir
+    from wastenet.evaluate.dataset import load_manifest
+
+    model, out, manifest_path = Path(model), Path(out), Path(manifest_path)
+    if not model.is_file():
+        raise WasteNetError(f"{model}: no such model file")
+    manifest = load_manifest(manifest_path)
+    plan = plan_existing(id_sources(manifest), trained_on, holdout_only)
+    result = _new_result(
+        manifest_path, manifest, threshold,
+        mode="existing", recipes=[], overrides={}, resolution_pct=None,
+        holdout_only=list(holdout_only),
+    )  # fmt: skip
+    fold = {**plan.__dict__, "stages": [], "dropped_phases": [], "status": "existing"}
+    fold.update(model=str(model), train_seconds=None)
+    cache = cache_dir or default_cache_dir()
+    fold.update(score_model(model, manifest, plan, threshold, cache, device=device))
+    result["folds"].append(fold)
+    write_outputs(result, out)
+    return result

@@ -1,0 +1,114 @@
+"""``wastenet shift``: leave-one-source-out training and scoring (see evaluate/shift.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from wastenet.classes import CONFIDENCE_THRESHOLD
+from wastenet.errors import ConfigError
+
+EPILOG = """examples:
+  wastenet shift lite0_mixed_75 --manifest runs/data/manifest.json --out runs/shift/lite0_50 \\
+      --resolution 50
+  wastenet shift lite0_mixed_75 lite0_mixed_75_stage2 lite0_mixed_75_stage3 \\
+      --manifest runs/data/manifest.json --out runs/shift/shipped --holdout-only phone
+  wastenet shift lite0_mixed_75 --manifest M --out runs/shift/lite0_50 --skip-train --threshold 0.6
+  wastenet shift --model src/wastenet/assets/model/model.safetensors --trained-on trashnet web-mixed \\
+      --manifest runs/data/manifest.json --out runs/shift/shipped_model
+
+For each source S (of the manifest, or --sources), RECIPE trains on every other source
+into OUT/without-S/stageK/ and the model scores ALL of S's items (it never saw S):
+set-aware top-1 with a Wilson interval, exact top-1, per-class recall, confusion, and
+'not sure' rates on S, on S's out-of-distribution items and on the training sources'
+test items. Several RECIPEs chain: stage k+1 starts from stage k's model of the same
+fold. A phase that trains only on the left-out source is dropped (and recorded).
+A fold with a finished model is not retrained; an interrupted one resumes: rerun the
+same command. Writes OUT/shift.json (after every fold) and OUT/shift.md.
+--model scores an existing bundle: every source not in --trained-on counts as unseen."""
+
+
+def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
+    p = subparsers.add_parser(
+        "shift",
+        help="leave-one-source-out: accuracy on a source the model never saw",
+        description="Domain-shift evaluation: train a recipe without each source in turn "
+        "and score it on that source (or score an existing bundle on unseen sources).",
+        formatter_class=formatter_class,
+        epilog=EPILOG,
+    )
+    p.add_argument("recipes", nargs="*", metavar="RECIPE", help="preset name or YAML (chained)")
+    p.add_argument("--manifest", type=Path, required=True, help="split manifest")
+    p.add_argument("--out", type=Path, required=True, help="output folder (folds, shift.json/md)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    p.add_argument("--sources", nargs="+", metavar="S", help="take part (default: all)")
+    p.add_argument(
+        "--holdout-only", nargs="+", default=[], metavar="S", help="never trained on; scored"
+    )
+    p.add_argument("--resolution", type=float, metavar="PCT", help="every phase at PCT %%")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=CONFIDENCE_THRESHOLD,
+        help="top probability below which the bin says 'not sure'",
+    )
+    p.add_argument("--skip-train", action="store_true", help="only score finished models")
+    p.add_argument("--model", type=Path, help="score this existing bundle instead of training")
+    p.add_argument("--trained-on", nargs="+", default=None, metavar="S", help="with --model")
+    p.add_argument("--cache-dir", type=Path, help="decoded image cache (default: the recipe's)")
+    p.add_argument("--device", default=None, help="device for --model (default: auto)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_shift)
+
+
+def _load_recipes(names: list[str], pairs: list[str], manifest: Path) -> tuple[list, dict]:
+    from wastenet.train.config import load_train_config, parse_overrides
+
+    overrides = parse_overrides(pairs)
+    for key, instead in (("manifest", "--manifest"), ("sources", "--sources/--holdout-only")):
+        if key in overrides:
+            raise ConfigError(f"--set {key}=... is not for shift; use {instead}")
+    full = dict(overrides, manifest=str(manifest.expanduser().resolve()))
+    return [(name, load_train_config(name, full)) for name in names], overrides
+
+
+def cmd_shift(args: argparse.Namespace) -> int:
+    from wastenet.evaluate import shift
+
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    if args.model is not None:
+        if args.recipes or args.set or args.resolution is not None or args.skip_train:
+            raise ConfigError("--model scores an existing bundle: no RECIPE, --set, "
+                              "--resolution or --skip-train")  # fmt: skip
+        if not args.trained_on:
+            raise ConfigError("--model needs --trained-on (the sources the bundle saw)")
+        if args.sources:
+            raise ConfigError("--model scores every source outside --trained-on; drop --sources")
+        result = shift.score_existing(
+            args.model, args.trained_on, args.manifest, args.out, args.holdout_only,
+            args.threshold, args.cache_dir, args.device,
+        )  # fmt: skip
+    else:
+        if args.trained_on:
+            raise ConfigError("--trained-on goes with --model")
+        if not args.recipes:
+            raise ConfigError("name a RECIPE (preset or YAML) or pass --model")
+        shift.check_resolution(args.resolution)
+        recipes, overrides = _load_recipes(args.recipes, args.set, args.manifest)
+        try:
+            result = shift.run_shift(
+                recipes, args.manifest, args.out.expanduser().resolve(), args.sources,
+                args.holdout_only, args.resolution, args.threshold, args.skip_train,
+                overrides, args.cache_dir, progress=not args.no_progress, log=log,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            log(
+                f"stopped; rerun the same command to resume (finished folds: {args.out}/shift.json)"
+            )
+            return 130
+    from wastenet.evaluate.shift_report import holdout_table, main_table
+
+    print("\n".join(main_table(result) + holdout_table(result)))
+    print(f"report: {args.out / 'shift.md'}")
+    return 0

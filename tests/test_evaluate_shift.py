@@ -1,0 +1,330 @@
+"""Leave-one-source-out (``wastenet shift``): real splits, real tiny training, no mocks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_image_folder
+from wastenet.classes import CLASSES
+from wastenet.cli import main
+from wastenet.errors import ConfigError, WasteNetError
+from wastenet.evaluate.shift import FoldPlan, plan_existing, plan_folds, stage_configs
+from wastenet.evaluate.shift_report import source_scores, summarise
+from wastenet.train.config import load_train_config
+
+pytest.importorskip("torch")
+
+SOURCES = ("alpha", "beta", "gamma")
+
+
+def _recipe(path: Path, cache: Path, phases: str) -> Path:
+    """A tiny-model recipe YAML: 1 epoch per phase, 2 steps an epoch."""
+    path.write_text(
+        f"model: tiny_efficientnet\npretrained: false\nresolution_pct: 25\nbatch_size: 8\n"
+        f"max_steps_per_epoch: 2\ncache_dir: {cache}\naugment: {{preset: none}}\n"
+        f"phases:\n{phases}"
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    """alpha (with trash = OOD), beta, gamma (a paper|cardboard set label) and delta."""
+    from wastenet.data.split import build_split
+
+    tmp = tmp_path_factory.mktemp("shift")
+    make_image_folder(tmp / "alpha", per_class=4, seed=0, classes=(*CLASSES, "trash"))
+    make_image_folder(tmp / "beta", per_class=4, seed=500)
+    gamma = ("glass", "metal", "plastic", "paper_and_cardboard")
+    make_image_folder(tmp / "gamma", per_class=4, seed=900, classes=gamma)
+    make_image_folder(tmp / "delta", per_class=3, seed=1300)
+    roots = [tmp / s for s in (*SOURCES, "delta")]
+    split = build_split(roots, folds=0, ratios=(0.5, 0.25, 0.25), workers=1, progress=False)
+    cache = tmp / "cache"
+    stage1 = "  - {name: main, epochs: 1, lr: 3.0e-3}\n"
+    stage1 += "  - {name: alpha_only, epochs: 1, lr: 1.0e-3, sources: [alpha]}\n"
+    return {
+        "tmp": tmp,
+        "manifest": split.manifest.save(tmp / "manifest.json"),
+        "r1": _recipe(tmp / "r1.yaml", cache, stage1),
+        "r2": _recipe(tmp / "r2.yaml", cache, "  - {name: main, epochs: 1, lr: 1.0e-3}\n"),
+    }
+
+
+def _shift(data: dict, out: Path, *extra: str, recipes=("r1", "r2")) -> int:
+    args = ["shift", *(str(data[r]) for r in recipes), "--manifest", str(data["manifest"])]
+    return main([*args, "--out", str(out), "--no-progress", *extra])
+
+
+@pytest.fixture(scope="module")
+def loso(data) -> dict:
+    """A chained two-stage recipe, delta held out, screened at 12.5 % (48x64)."""
+    out = data["tmp"] / "out"
+    assert _shift(data, out, "--holdout-only", "delta", "--resolution", "12.5") == 0
+    return {"out": out, "result": json.loads((out / "shift.json").read_text())}
+
+
+def _manifest(data):
+    from wastenet.data.manifest import load_manifest
+
+    return load_manifest(data["manifest"])
+
+
+def test_one_fold_per_source_trained_without_it(loso):
+    folds = loso["result"]["folds"]
+    assert [f["name"] for f in folds] == [f"without-{s}" for s in SOURCES]
+    for fold in folds:
+        (left,) = fold["left_out"]
+        assert fold["train_sources"] == [s for s in SOURCES if s != left]
+        assert fold["status"] == "trained" and fold["train_seconds"] > 0
+        for stage in fold["stages"]:  # what training really drew from
+            cfg = load_train_config(str(Path(stage["dir"]) / "config.yaml"))
+            assert cfg.sources == fold["train_sources"]
+            assert cfg.resolution_pct == 12.5
+            assert all(p.resolution_pct == 12.5 for p in cfg.phases)
+        header = (Path(fold["stages"][0]["dir"]) / "metrics.csv").read_text().splitlines()[0]
+        assert f"val_acc_{left}" not in header and "val_acc_delta" not in header
+
+
+def test_chained_stage_starts_from_the_previous_stage_of_the_same_fold(loso):
+    for fold in loso["result"]["folds"]:
+        first, second = fold["stages"]
+        assert first["pretrained"] is False
+        assert second["pretrained"] == str(Path(first["dir"]) / "model.safetensors")
+        assert fold["model"] == str(Path(second["dir"]) / "model.safetensors")
+
+
+def test_left_out_source_scored_on_all_its_items(loso, data):
+    manifest = _manifest(data)
+    for fold in loso["result"]["folds"]:
+        (left,) = fold["left_out"]
+        items = manifest.items(source=left)
+        assert {it.split for it in items} == {"train", "val", "test"}
+        scored = fold["scored"][left]
+        assert scored["role"] == "left_out" and scored["n"] == len(items)
+        assert scored["top1_set_ci95"] is not None and scored["not_sure"]["n"] == len(items)
+        assert scored["ood"]["n"] == len(manifest.items(split="ood", source=left))
+        seen = [it for it in manifest.items(split="test") if it.source in fold["train_sources"]]
+        assert fold["seen_test"]["n"] == len(seen)
+        assert fold["temperature"] > 0
+    alpha = loso["result"]["folds"][0]["scored"]["alpha"]
+    assert alpha["ood"]["n"] == 4 and alpha["ood"]["not_sure_rate"] is not None
+
+
+def test_set_labels_count_when_the_prediction_is_in_the_set(loso):
+    gamma = loso["result"]["folds"][2]["scored"]["gamma"]
+    conf = gamma["confusion"]
+    assert "cardboard|paper" in conf["rows"] and gamma["n_set_label"] == 4
+    right = 0
+    for row, counts in zip(conf["rows"], conf["counts"], strict=True):
+        right += sum(
+            n for col, n in zip(conf["columns"], counts, strict=True) if col in row.split("|")
+        )
+    assert gamma["top1_set_right"] == right
+    assert gamma["top1_set"] == pytest.approx(right / gamma["n"])
+    assert set(gamma["recall"]) == {"glass", "metal", "plastic"}  # its exact classes only
+
+
+def test_holdout_only_never_trained_and_scored_by_every_fold(loso, data):
+    n_delta = len(_manifest(data).items(source="delta"))
+    for fold in loso["result"]["folds"]:
+        assert "delta" not in fold["train_sources"]
+        assert fold["scored"]["delta"]["role"] == "holdout"
+        assert fold["scored"]["delta"]["n"] == n_delta
+    summary = loso["result"]["summary"]
+    assert summary["holdout"]["delta"]["n_scores"] == 3
+    assert summary["left_out"]["n_scores"] == 3  # delta is not in the left-out mean
+    md = (loso["out"] / "shift.md").read_text()
+    assert "Holdout-only sources" in md and "Mean top-1 on holdout delta" in md
+
+
+def test_phase_on_the_left_out_source_is_dropped_and_recorded(loso):
+    folds = {f["name"]: f for f in loso["result"]["folds"]}
+    dropped = folds["without-alpha"]["dropped_phases"]
+    assert dropped == [{"stage": 1, "recipe": dropped[0]["recipe"], "phase": "alpha_only",
+                        "sources": ["alpha"]}]  # fmt: skip
+    cfg = load_train_config(folds["without-alpha"]["stages"][0]["dir"] + "/config.yaml")
+    assert [p.name for p in cfg.phases] == ["main"]
+    cfg = load_train_config(folds["without-beta"]["stages"][0]["dir"] + "/config.yaml")
+    assert [(p.name, p.sources) for p in cfg.phases] == [("main", None), ("alpha_only", ["alpha"])]
+    assert folds["without-beta"]["dropped_phases"] == []
+    assert "phase `alpha_only`" in (loso["out"] / "shift.md").read_text()
+
+
+def test_json_and_markdown_hold_the_table(loso):
+    result = loso["result"]
+    assert result["mode"] == "loso" and result["resolution_pct"] == 12.5
+    assert [Path(r).name for r in result["recipes"]] == ["r1.yaml", "r2.yaml"]
+    assert result["holdout_only"] == ["delta"] and result["threshold"] == 0.7
+    md = (loso["out"] / "shift.md").read_text()
+    assert "| left out | trained on | n | top-1 (95 % CI) |" in md
+    assert "Mean top-1 over 3 left-out source(s)" in md and "Per-class recall" in md
+    for source in SOURCES:
+        assert f"\n| {source} | " in md
+    mean = np.mean([f["scored"][f["left_out"][0]]["top1_set"] for f in result["folds"]])
+    assert result["summary"]["left_out"]["mean_top1_set"] == pytest.approx(mean)
+
+
+def test_rerun_reuses_finished_folds(loso, data, capsys):
+    models = [Path(s["dir"]) / "model.safetensors" for f in loso["result"]["folds"]
+              for s in f["stages"]]  # fmt: skip
+    before = [m.stat().st_mtime_ns for m in models]
+    for extra in ((), ("--skip-train",)):
+        assert (
+            _shift(data, loso["out"], "--holdout-only", "delta", "--resolution", "12.5", *extra)
+            == 0
+        )
+        assert "| left out | trained on |" in capsys.readouterr().out  # the table, printed
+        again = json.loads((loso["out"] / "shift.json").read_text())
+        assert [f["status"] for f in again["folds"]] == ["reused"] * 3
+        assert [m.stat().st_mtime_ns for m in models] == before
+        for old, new in zip(loso["result"]["folds"], again["folds"], strict=True):
+            assert new["train_seconds"] == old["train_seconds"]
+            assert new["scored"]["delta"]["top1_set"] == old["scored"]["delta"]["top1_set"]
+    # the same folder with another recipe is refused, not silently reused
+    assert _shift(data, loso["out"], "--holdout-only", "delta", "--resolution", "25") == 2
+    assert "another config" in capsys.readouterr().err
+
+
+def test_existing_bundle_scores_every_unseen_source(loso, data):
+    fold = loso["result"]["folds"][0]  # trained on beta and gamma
+    out = data["tmp"] / "existing"
+    args = ["shift", "--model", fold["model"], "--trained-on", "beta", "gamma"]
+    args += ["--manifest", str(data["manifest"]), "--cache-dir", str(data["tmp"] / "cache")]
+    assert main([*args, "--out", str(out)]) == 0
+    result = json.loads((out / "shift.json").read_text())
+    (only,) = result["folds"]
+    assert result["mode"] == "existing" and only["left_out"] == ["alpha", "delta"]
+    assert {s["role"] for s in only["scored"].values()} == {"left_out"}
+    for source in ("alpha", "delta"):  # the same model, the same numbers as in its fold
+        assert only["scored"][source]["top1_set"] == fold["scored"][source]["top1_set"]
+        assert only["scored"][source]["not_sure"] == fold["scored"][source]["not_sure"]
+
+
+def test_interrupted_fold_resumes(data, tmp_path, monkeypatch):
+    import wastenet.train.loop as loop
+
+    class StopAfterOneStep(loop._StopFlag):
+        checks = 0
+
+        @property
+        def requested(self):
+            type(self).checks += 1
+            return type(self).checks == 1
+
+        @requested.setter
+        def requested(self, value):
+            pass
+
+    monkeypatch.setattr(loop, "_StopFlag", StopAfterOneStep)
+    out = tmp_path / "cut"
+    assert _shift(data, out, "--sources", "alpha", "beta", recipes=("r2",)) == 130
+    stage = out / "without-alpha" / "stage1"
+    assert (stage / "state.json").exists() and not (stage / "model.safetensors").exists()
+    assert json.loads((stage / "state.json").read_text())["step"] == 1
+    monkeypatch.undo()
+    assert _shift(data, out, "--sources", "alpha", "beta", recipes=("r2",)) == 0
+    result = json.loads((out / "shift.json").read_text())
+    assert [f["status"] for f in result["folds"]] == ["resumed", "trained"]
+    assert [f["train_sources"] for f in result["folds"]] == [["beta"], ["alpha"]]
+    assert {"gamma", "delta"}.isdisjoint(result["folds"][0]["scored"])
+
+
+def test_user_errors_are_one_clear_line(data, tmp_path, capsys):
+    from wastenet.data.split import build_split
+
+    cases = {
+        ("--sources", "alpha", "zeta"): "zeta not among the manifest's sources",
+        ("--holdout-only", "omega"): "omega not among",
+        ("--resolution", "0"): "--resolution",
+        ("--set", "sources=[alpha]"): "use --sources",
+        ("--skip-train",): "no fold has a finished model",
+    }
+    for extra, message in cases.items():
+        assert _shift(data, tmp_path / "x", *extra) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+    bad = ["shift", "no_such_recipe", "--manifest", str(data["manifest"]), "--out", str(tmp_path)]
+    assert main(bad) == 2 and "unknown preset" in capsys.readouterr().err
+    typo = _recipe(
+        tmp_path / "typo.yaml", tmp_path, "  - {name: m, epochs: 1, lr: 1.0, sources: [zeta]}\n"
+    )
+    bad[1] = str(typo)
+    assert main(bad) == 2 and "sources named by recipe" in capsys.readouterr().err
+    assert main(["shift", "--model", "m.safetensors", "--manifest", "m", "--out", "o"]) == 2
+    assert "--trained-on" in capsys.readouterr().err
+    one = build_split([data["tmp"] / "beta"], folds=0, workers=1, progress=False).manifest
+    single = one.save(tmp_path / "one" / "manifest.json")
+    args = ["shift", str(data["r2"]), "--manifest", str(single), "--out", str(tmp_path / "o")]
+    assert main(args) == 2 and "at least two training sources" in capsys.readouterr().err
+
+
+def test_source_scores_are_set_aware_with_an_interval():
+    eye = np.eye(len(CLASSES))
+    probs = np.stack([eye[CLASSES.index(c)] * 0.8 + 0.04 for c in ("paper", "glass", "metal")])
+    labels = [("cardboard", "paper"), ("glass",), ("plastic",)]
+    s = source_scores(probs, labels, threshold=0.9, ood_probs=np.full((2, 5), 0.2))
+    assert s["top1_set_right"] == 2 and s["top1_set"] == pytest.approx(2 / 3)
+    assert s["top1"] == pytest.approx(0.5)  # exact labels only: glass right, plastic wrong
+    lo, hi = s["top1_set_ci95"]
+    assert lo < 2 / 3 < hi
+    assert s["recall"] == {"glass": 1.0, "plastic": 0.0}
+    assert s["classes"] == ["cardboard", "glass", "paper", "plastic"]
+    assert s["not_sure"]["not_sure_rate"] == 1.0  # 0.84 < 0.9
+    assert s["ood"]["n"] == 2 and s["ood"]["not_sure_rate"] == 1.0
+
+
+def test_summary_means_over_folds_and_holdout_apart():
+    def scored(right, n, role):
+        return {"role": role, "n": n, "top1_set_right": right, "top1_set": right / n,
+                "top1": None, "not_sure": {"not_sure_rate": 0.5}, "ood": {"not_sure_rate": None}}  # fmt: skip
+
+    folds = [
+        {"scored": {"a": scored(9, 10, "left_out"), "h": scored(1, 2, "holdout")}},
+        {"scored": {"b": scored(10, 30, "left_out"), "h": scored(2, 2, "holdout")}},
+        {"scored": None},  # a fold without a model (--skip-train)
+    ]
+    s = summarise(folds)
+    assert s["left_out"]["mean_top1_set"] == pytest.approx((0.9 + 1 / 3) / 2)
+    assert s["left_out"]["pooled_top1_set"] == pytest.approx(19 / 40)
+    lo, hi = s["left_out"]["pooled_top1_set_ci95"]
+    assert lo < 19 / 40 < hi
+    assert s["left_out"]["mean_top1"] is None and s["left_out"]["mean_not_sure"] == 0.5
+    assert s["holdout"]["h"]["mean_top1_set"] == pytest.approx(0.75)
+    assert s["holdout"]["h"]["n_scores"] == 2 and s["holdout_all"]["n_items"] == 4
+
+
+def test_fold_plans_and_stage_narrowing():
+    plans = plan_folds(["a", "b", "c", "h"], holdout_only=["h"])
+    assert [(p.left_out, p.train_sources) for p in plans] == [
+        (["a"], ["b", "c"]), (["b"], ["a", "c"]), (["c"], ["a", "b"])]  # fmt: skip
+    assert [p.name for p in plan_folds(["a", "b", "c"], sources=["c", "a"])] == [
+        "without-c", "without-a"]  # fmt: skip
+    for bad in ({"sources": ["a", "z"]}, {"holdout_only": ["z"]}, {"sources": ["a"]},
+                {"sources": ["a", "b"], "holdout_only": ["b"]}):  # fmt: skip
+        with pytest.raises(WasteNetError):
+            plan_folds(["a", "b", "c"], **bad)
+    assert plan_existing(["a", "b", "c"], ["a"]).left_out == ["b", "c"]
+    with pytest.raises(WasteNetError, match="no unseen source"):
+        plan_existing(["a", "b"], ["a", "b"])
+
+    phases = [
+        {"name": "main", "epochs": 1, "lr": 1e-3},
+        {"name": "ab", "epochs": 1, "lr": 1e-4, "sources": ["a", "b"]},
+        {"name": "a", "epochs": 1, "lr": 1e-4, "sources": ["a"]},
+    ]
+    one = load_train_config("lite0_mixed_75", {"phases": phases})
+    only_a = load_train_config("lite0_mixed_75", {"phases": phases[2:]})
+    fold = FoldPlan("without-a", ["a"], ["b", "c"])
+    stages, dropped = stage_configs([("one", one), ("only_a", only_a)], fold)
+    ((k, _, cfg),) = stages
+    assert k == 1 and cfg.sources == ["b", "c"]
+    assert [(p.name, p.sources) for p in cfg.phases] == [("main", None), ("ab", ["b"])]
+    assert [(d["stage"], d["phase"]) for d in dropped] == [(1, "a"), (2, "a"), (2, None)]
+    assert one.phases[2].sources == ["a"]  # the recipe itself is left as it was
+    with pytest.raises(ConfigError, match="stage 1 would be dropped"):
+        stage_configs([("only_a", only_a), ("one", one)], fold)
