@@ -202,3 +202,34 @@ def test_bad_detection_configs_are_clear_errors(tmp_path):
     src = source_yaml(tmp_path, empty, names=NAMES)
     with pytest.raises(WasteNetError, match="YOLO layout"):
         build_split([src], folds=0, workers=1, progress=False, crops_dir=tmp_path / "c")
+
+
+def test_largest_free_rectangle_and_background_window():
+    from wastenet.data.detection import background_window, largest_free_rectangle
+
+    grid = np.zeros((4, 6), dtype=bool)
+    grid[:, 2] = True  # a wall: free columns 0-1 (4x2 = 8) and 3-5 (4x3 = 12)
+    assert largest_free_rectangle(grid) == (3, 0, 6, 4)
+    grid[1, 4] = True  # now the right part's best is rows 2-3 x cols 3-5 (6) vs left 8
+    assert largest_free_rectangle(grid) == (0, 0, 2, 4)
+    # One box in the top-left quarter of a 640x640 photo: the free region avoids it.
+    window = background_window([Box(0, 0, 0, 300, 300)], 640, 640, min_share=0.35)
+    x0, y0, x1, y1 = window
+    assert x0 >= 300 or y0 >= 300
+    assert (x1 - x0) >= 0.35 * 640 and (y1 - y0) >= 0.35 * 640
+    assert background_window([Box(0, 10, 10, 630, 630)], 640, 640) is None  # nothing free
+
+
+def test_cli_backgrounds_writes_one_free_region_per_photo(tmp_path, capsys):
+    root = make_detection_dataset(tmp_path / "yolo", photos=6)
+    src = source_yaml(tmp_path, root)
+    out = tmp_path / "bg"
+    assert main(["data", "backgrounds", str(src), "--out", str(out)]) == 0
+    written = sorted(out.glob("*.jpg"))
+    # 6 photos, one of them with a Roboflow copy (one group): at most 6 regions, each
+    # free of every box of its photo.
+    assert 1 <= len(written) <= 6
+    assert "backgrounds from" in capsys.readouterr().out
+    folder = tmp_path / "plain"
+    (folder / "glass").mkdir(parents=True)
+    assert main(["data", "backgrounds", str(folder), "--out", str(out)]) == 2

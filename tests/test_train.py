@@ -359,3 +359,32 @@ def test_source_weights_draw_each_source_that_often(two_source_manifest, tmp_pat
     bad = tiny_config(two_source_manifest, tmp_path, source_weights={"gamma": 2})
     with pytest.raises(ConfigError, match="gamma"):  # checked once, when the run loads
         RunContext(bad, tmp_path / "bad", progress=False)
+
+
+def test_backgrounds_come_from_the_runs_training_sources_only(two_source_manifest, tmp_path):
+    """``backgrounds: {source: folder}``: a run pastes onto its own sources' backgrounds,
+    so a fold that leaves a source out never sees that source's floors."""
+    from PIL import Image
+
+    from wastenet.errors import ConfigError
+    from wastenet.train.setup import RunContext
+
+    folders = {}
+    for name, colour in (("alpha", (255, 0, 0)), ("beta", (0, 0, 255))):
+        folders[name] = tmp_path / f"bg_{name}"
+        folders[name].mkdir()
+        Image.new("RGB", (64, 48), colour).save(folders[name] / "floor.jpg")
+    backgrounds = {k: str(v) for k, v in folders.items()}
+    cfg = tiny_config(
+        two_source_manifest, tmp_path, sources=["alpha"], backgrounds=backgrounds, calibrate=False
+    )
+    ctx = RunContext(cfg, tmp_path / "ctx", progress=False)
+    assert ctx._augment.cfg.background_dir == [backgrounds["alpha"]]
+    ctx.close()
+    both = tiny_config(two_source_manifest, tmp_path, backgrounds=backgrounds, calibrate=False)
+    ctx = RunContext(both, tmp_path / "ctx2", progress=False)
+    assert sorted(ctx._augment.cfg.background_dir) == sorted(backgrounds.values())
+    ctx.close()
+    bad = tiny_config(two_source_manifest, tmp_path, backgrounds={"gamma": str(tmp_path)})
+    with pytest.raises(ConfigError, match="gamma"):
+        RunContext(bad, tmp_path / "bad", progress=False)

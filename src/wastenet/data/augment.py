@@ -59,7 +59,7 @@ class AugmentConfig:
     jpeg_p: float = 0.0
     jpeg_quality: int = 40  # quality ~ U[q, 95]
     background_p: float = 0.0  # swap a plain studio background
-    background_dir: str | None = None  # images to paste onto; None: procedural textures
+    background_dir: str | list[str] | None = None  # image folders to paste onto (+ textures)
     small_p: float = 0.0  # shrink the object onto a larger background
     small_scale: tuple[float, float] = (0.35, 0.8)
 

@@ -87,20 +87,24 @@ def texture(kind: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
 
 
 class BackgroundPool:
-    """Random backgrounds: images from a folder (resized, cached) or procedural textures."""
+    """Random backgrounds: images from folders (resized, cached) mixed with procedural
+    textures (a ``texture_share`` of the draws), or textures alone without folders."""
 
-    def __init__(self, folder: str | None = None, limit: int = 64) -> None:
+    def __init__(
+        self, folders: str | list[str] | None = None, limit: int = 2048, texture_share: float = 0.3
+    ) -> None:
         self.paths: list[Path] = []
+        self.texture_share = texture_share
         self._cache: dict[tuple[int, int, int], np.ndarray] = {}
-        if folder:
+        for folder in [folders] if isinstance(folders, str) else folders or []:
             root = Path(folder).expanduser()
             if not root.is_dir():
                 raise WasteNetError(f"background_dir {folder}: no such folder")
-            self.paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
-            self.paths = self.paths[:limit]
+            self.paths += sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+        self.paths = self.paths[:limit]
 
     def sample(self, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-        if not self.paths:
+        if not self.paths or rng.random() < self.texture_share:
             return texture(TEXTURES[int(rng.integers(len(TEXTURES)))], h, w, rng)
         i = int(rng.integers(len(self.paths)))
         key = (i, h, w)

@@ -101,6 +101,25 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
     p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser(
+        "backgrounds",
+        help="cut real backgrounds (the box-free part of each photo) from a detection source",
+        description="For each labelled photo of a detection source, write its largest region "
+        "that touches no box (a real floor, table or shelf) as a JPEG: backgrounds to paste "
+        "studio objects onto in training (augment background_dir).",
+        formatter_class=formatter_class,
+        epilog="example:\n  wastenet data backgrounds sources/trashnetpp.yaml --out runs/bg/trashnetpp",
+    )
+    p.add_argument("source", type=Path, help="detection source YAML")
+    p.add_argument("--out", type=Path, required=True, help="folder to write the JPEGs to")
+    p.add_argument(
+        "--min-share",
+        type=float,
+        default=0.35,
+        help="each side of a region must be at least this share of the photo's",
+    )
+    p.set_defaults(func=cmd_backgrounds)
+
+    p = sub.add_parser(
         "preview",
         help="save a grid of augmented samples (like the paper's figure 11)",
         description="Tile augmented training samples into one PNG to eyeball an augmentation.",
@@ -212,6 +231,27 @@ def cmd_cache(args) -> int:
     items = manifest.items() + manifest.items(split="ood")
     cache = ImageCache(items, parse_size(args.size), args.cache_dir, workers=args.workers)
     print(f"{len(cache)} images at {args.size} in {cache.path} ({cache.nbytes / 1e9:.2f} GB)")
+    return 0
+
+
+def cmd_backgrounds(args) -> int:
+    from wastenet.data.detection import write_backgrounds
+    from wastenet.data.sources import load_source
+
+    source = load_source(args.source)
+    if source.kind != "detection":
+        raise WasteNetError(
+            f"{args.source}: backgrounds come from a detection source (type: detection)"
+        )
+    if not 0.05 <= args.min_share <= 1.0:
+        raise WasteNetError(f"--min-share must be in [0.05, 1], not {args.min_share}")
+    done = write_backgrounds(
+        source.root, source.names, args.out, args.min_share, progress=sys.stderr.isatty()
+    )
+    print(
+        f"{done['written']} backgrounds from {done['photos']} photos written to {done['out']} "
+        f"({done['skipped']} photos had no free region of {args.min_share:.0%} of each side)"
+    )
     return 0
 
 

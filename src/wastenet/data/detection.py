@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from wastenet.config import from_dict
 from wastenet.errors import ConfigError, WasteNetError
 
@@ -255,3 +257,79 @@ def crop_config(data: dict | None, where: str) -> CropConfig:
     cfg = from_dict(CropConfig, data or {}, where)
     cfg.validate(where)
     return cfg
+
+
+def largest_free_rectangle(occupied: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) in cells of the largest all-free axis-aligned rectangle of a grid."""
+    rows, cols = occupied.shape
+    heights = np.zeros(cols, dtype=int)
+    best, best_area = (0, 0, 0, 0), 0
+    for y in range(rows):
+        heights = np.where(occupied[y], 0, heights + 1)
+        stack: list[int] = []
+        for x in range(cols + 1):
+            h = heights[x] if x < cols else 0
+            while stack and heights[stack[-1]] >= h:
+                top = stack.pop()
+                left = stack[-1] + 1 if stack else 0
+                area = int(heights[top]) * (x - left)
+                if area > best_area:
+                    best_area = area
+                    best = (left, y - int(heights[top]) + 1, x, y + 1)
+            stack.append(x)
+    return best
+
+
+def background_window(
+    boxes: list[Box], width: int, height: int, min_share: float = 0.35, cells: int = 32
+) -> tuple[int, int, int, int] | None:
+    """The largest region of a photo that touches no box, if both its sides are at least
+    ``min_share`` of the photo's: a real floor, table or shelf to paste objects onto."""
+    occupied = np.zeros((cells, cells), dtype=bool)
+    for b in boxes:
+        x0, x1 = int(b.x0 * cells / width), int(np.ceil(b.x1 * cells / width))
+        y0, y1 = int(b.y0 * cells / height), int(np.ceil(b.y1 * cells / height))
+        occupied[y0:y1, x0:x1] = True
+    cx0, cy0, cx1, cy1 = largest_free_rectangle(occupied)
+    if (cx1 - cx0) < min_share * cells or (cy1 - cy0) < min_share * cells:
+        return None
+    sx, sy = width / cells, height / cells
+    return round(cx0 * sx), round(cy0 * sy), round(cx1 * sx), round(cy1 * sy)
+
+
+def write_backgrounds(
+    root: Path, names: list[str], out: Path, min_share: float = 0.35, progress: bool = False
+) -> dict:
+    """Cut each labelled photo's largest box-free region into ``out`` (one JPEG a photo,
+    one photo per group: Roboflow copies would repeat it)."""
+    from PIL import Image
+
+    from wastenet.imageio import read_rgb
+
+    photos = find_photos(root)
+    if progress:
+        from tqdm import tqdm
+
+        photos = tqdm(photos, desc=f"backgrounds {root.name}", unit="photo")
+    seen: set[str] = set()
+    written = skipped = 0
+    out.mkdir(parents=True, exist_ok=True)
+    for photo in photos:
+        if photo.group in seen or not photo.labels.is_file():
+            continue
+        seen.add(photo.group)
+        with Image.open(photo.image) as img:
+            width, height = img.size
+        lines = [ln for ln in photo.labels.read_text().splitlines() if ln.strip()]
+        try:
+            boxes = [parse_yolo_line(ln, width, height, len(names)) for ln in lines]
+        except ValueError:  # an unreadable line may hide an item: no background from it
+            skipped += 1
+            continue
+        window = background_window(boxes, width, height, min_share)
+        if window is None:
+            skipped += 1
+            continue
+        _write_crop(read_rgb(photo.image), window, out / f"{photo.group}.jpg")
+        written += 1
+    return {"photos": len(seen), "written": written, "skipped": skipped, "out": str(out)}

@@ -48,6 +48,10 @@ class TrainConfig:
         ]
     )
     augment: dict = field(default_factory=lambda: {"preset": "table3"})
+    # Real backgrounds by the source they were cut from (wastenet data backgrounds): a run
+    # pastes objects onto those of its own training sources only, so a source left out
+    # of training lends it nothing, not even its floors.
+    backgrounds: dict[str, str] | None = None
     freeze_stem_blocks: int = 0  # keep the first k backbone blocks frozen throughout (CPU speed)
     seed: int = 0
     workers: int | str = "auto"  # loader processes; auto: 0 on a CPU, up to 8 per GPU

@@ -19,11 +19,15 @@ from wastenet.train.config import PhaseConfig, TrainConfig
 from wastenet.train.data import CachedImages, weighted_rows
 
 
-def build_augment(spec: dict):
-    """``{"preset": name, **overrides}`` -> the data stage's Augmenter."""
+def build_augment(spec: dict, background_dirs: list[str] | None = None):
+    """``{"preset": name, **overrides}`` -> the data stage's Augmenter; ``background_dirs``
+    join any ``background_dir`` the spec names."""
     from wastenet.data import augment
 
     spec = dict(spec or {})
+    if background_dirs:
+        named = spec.get("background_dir") or []
+        spec["background_dir"] = [*([named] if isinstance(named, str) else named), *background_dirs]
     name = spec.pop("preset", None)
     cfg = augment.preset(name) if name else augment.AugmentConfig()
     try:
@@ -137,7 +141,7 @@ class RunContext:
             manifest_hash=self.manifest.hash,
             train_config=to_dict(cfg),
         )
-        self._augment = build_augment(cfg.augment)
+        self._augment = build_augment(cfg.augment, self._background_dirs())
         self._train: dict[tuple, CachedImages] = {}
         self._val: CachedImages | None = None
 
@@ -171,6 +175,15 @@ class RunContext:
     def barrier(self) -> None:
         if self.world > 1:
             torch.distributed.barrier()
+
+    def _background_dirs(self) -> list[str]:
+        """The ``backgrounds`` folders of the run's own training sources."""
+        known = set(self.manifest.source_names)
+        unknown = sorted(set(self.cfg.backgrounds or {}) - known)
+        if unknown:
+            raise ConfigError(f"backgrounds: {', '.join(unknown)} not among the manifest's sources")
+        training = set(self.cfg.sources or known)
+        return [d for s, d in (self.cfg.backgrounds or {}).items() if s in training]
 
     def _items(self, split: str, sources: list[str] | None = None):
         """A split's items, limited to the run's sources (and then to ``sources``)."""
