@@ -394,3 +394,58 @@ def test_the_bin_imports_without_torch():
         "assert 'torch' not in sys.modules and 'onnx' not in sys.modules, sorted(sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_crop_to_object_classifies_the_item_not_the_tray(colour_model):
+    """A small plastic item on the dark floor of a tray whose other half holds a fixed
+    cardboard-coloured board: the whole frame never reads as plastic, the crop around
+    what changed does."""
+    from wastenet.runtime.actuators import parse_door_map
+    from wastenet.runtime.sources import FrameSource
+
+    _, engine = colour_model
+    rng = np.random.default_rng(0)
+
+    def frame(item: bool) -> np.ndarray:
+        img = np.clip(np.array(BACKGROUND) + rng.integers(-4, 5, (192, 256, 3)), 0, 255)
+        img[:, :128] = COLOURS["cardboard"]
+        if item:
+            img[20:60, 170:230] = COLOURS["plastic"]
+        return img.astype(np.uint8)
+
+    class Replay(FrameSource):
+        def __init__(self, frames):
+            self.frames, self.i = frames, 0
+
+        def read(self):
+            from wastenet.runtime.sources import Frame
+
+            if self.i >= len(self.frames):
+                return None
+            self.i += 1
+            return Frame(self.frames[self.i - 1], time.perf_counter(), self.i - 1)
+
+        def close(self):
+            pass
+
+    frames = [frame(False)] * 5 + [frame(True)] * 12
+    labels = {}
+    for crop in (False, True):
+        doors = load_door_map()
+        loop = BinLoop(
+            Replay(frames), engine, MajorityVote(10, 0.7), open_actuator("sim://", doors), doors,
+            PresenceGate(), crop_to_object=crop,
+        )  # fmt: skip
+        results = []
+        loop.hooks.append(("collect", results.append))
+        loop.run()
+        present = [r for r in results if r.present]
+        labels[crop] = {r.label for r in present}
+        if crop:
+            x0, y0, x1, y1 = present[0].crop_box
+            assert x0 <= 170 and x1 >= 230 and y0 <= 20 and y1 >= 60
+            assert (x1 - x0) < 128  # a crop, not the frame
+    assert "plastic" not in labels[False]
+    assert labels[True] == {"plastic"}
+    with pytest.raises(Exception, match="crop_to_object"):
+        parse_door_map({"doors": {0: {"channel": 0}}, "classes": {}, "crop_to_object": "yes"})

@@ -132,3 +132,18 @@ def test_gate_relearns_when_the_view_changes_for_good():
 def test_gate_off_always_present():
     gate = PresenceGate(GateConfig(enabled=False))
     assert gate.update(np.zeros((10, 10, 3), np.uint8)) is True
+
+
+def test_gate_object_box_is_where_the_item_appeared():
+    rng = np.random.default_rng(3)
+    gate = PresenceGate(GateConfig(threshold=0.03))
+    for _ in range(4):
+        gate.update(scene(False, rng))
+    assert gate.object_box(128, 96) is None  # nothing changed
+    assert gate.update(scene(True, rng, shift=20)) is True
+    x0, y0, x1, y1 = gate.object_box(1280, 960)  # a frame ten times the scene's size
+    # The item covers x 600-1100, y 300-700 of such a frame; the grid is 20 px a cell.
+    assert abs(x0 - 600) <= 40 and abs(x1 - 1100) <= 40
+    assert abs(y0 - 300) <= 40 and abs(y1 - 700) <= 40
+    gate.reset()
+    assert gate.object_box(128, 96) is None

@@ -37,6 +37,32 @@ def fit_image(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def object_window(
+    box: tuple[float, float, float, float],
+    width: int,
+    height: int,
+    margin: float = 0.15,
+    aspect: float = 4 / 3,
+) -> tuple[int, int, int, int]:
+    """An object's box grown by ``margin`` (a share of its size on each side), widened to
+    ``aspect`` (landscape, or its inverse for a tall box; 0 keeps the box's) and kept
+    inside the image: the crop that ``fit_image`` then scales without cutting the object.
+    Training crops of detection sources and the bin's object crop share this geometry."""
+    x0, y0, x1, y1 = box
+    w, h = (x1 - x0) * (1 + 2 * margin), (y1 - y0) * (1 + 2 * margin)
+    if aspect:
+        want = aspect if w >= h else 1 / aspect
+        if w / h < want:
+            w = h * want
+        else:
+            h = w / want
+    w, h = min(w, width), min(h, height)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left = min(max(0.0, cx - w / 2), width - w)
+    top = min(max(0.0, cy - h / 2), height - h)
+    return round(left), round(top), round(left + w), round(top + h)
+
+
 def normalize(batch: np.ndarray, mean, std) -> np.ndarray:
     """uint8 NHWC (or HWC) RGB -> float32 NCHW, scaled to [0, 1] then standardised.
 

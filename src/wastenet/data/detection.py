@@ -161,19 +161,9 @@ def parse_yolo_line(line: str, width: int, height: int, n_classes: int) -> Box:
 
 def crop_window(box: Box, width: int, height: int, cfg: CropConfig) -> tuple[int, int, int, int]:
     """The box grown by the margin, widened to the model aspect, kept inside the photo."""
-    bw, bh = box.x1 - box.x0, box.y1 - box.y0
-    w, h = bw * (1 + 2 * cfg.margin), bh * (1 + 2 * cfg.margin)
-    if cfg.aspect:
-        aspect = cfg.aspect if w >= h else 1 / cfg.aspect
-        if w / h < aspect:
-            w = h * aspect
-        else:
-            h = w / aspect
-    w, h = min(w, width), min(h, height)
-    cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
-    x0 = min(max(0.0, cx - w / 2), width - w)
-    y0 = min(max(0.0, cy - h / 2), height - h)
-    return round(x0), round(y0), round(x0 + w), round(y0 + h)
+    from wastenet.preprocess import object_window
+
+    return object_window((box.x0, box.y0, box.x1, box.y1), width, height, cfg.margin, cfg.aspect)
 
 
 def crop_path(crops_dir: Path, photo: DetectionPhoto, index: int) -> Path:

@@ -44,6 +44,7 @@ class DoorMap:
     classes: dict[str, int]
     doors: dict[int, DoorSpec]
     hold_s: float = 3.0
+    crop_to_object: bool = False  # classify a crop around what the presence gate saw change
 
     def door_for(self, label: str) -> int | None:
         return self.classes.get(label)
@@ -53,7 +54,7 @@ def parse_door_map(data: dict, where: str = "doors") -> DoorMap:
     """Build a DoorMap from its YAML mapping, checking every class points at a real door."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping with 'classes' and 'doors'")
-    unknown = set(data) - {"classes", "doors", "hold_s"}
+    unknown = set(data) - {"classes", "doors", "hold_s", "crop_to_object"}
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     raw_doors = data.get("doors") or {}
@@ -77,7 +78,10 @@ def parse_door_map(data: dict, where: str = "doors") -> DoorMap:
                 raise ConfigError(
                     f"{where}: door {door_id} angle {angle} outside 0..{spec.actuation_range}"
                 )
-    return DoorMap(dict(classes), doors, float(data.get("hold_s", 3.0)))
+    crop = data.get("crop_to_object", False)
+    if not isinstance(crop, bool):
+        raise ConfigError(f"{where}: crop_to_object must be true or false, not {crop!r}")
+    return DoorMap(dict(classes), doors, float(data.get("hold_s", 3.0)), crop)
 
 
 def load_door_map(path: str | Path | None = None) -> DoorMap:

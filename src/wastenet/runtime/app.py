@@ -38,6 +38,7 @@ class BinOptions:
     min_share: float = 0.5
     gate: bool = True
     gate_threshold: float = 0.03
+    crop_to_object: bool | None = None  # None: the door map's crop_to_object
     headless: bool | None = None  # None: headless when no display exists
     mjpeg_port: int | None = None
     store: str | None = None
@@ -123,7 +124,10 @@ def run_bin(
             )
 
         gate = PresenceGate(GateConfig(threshold=opts.gate_threshold)) if opts.gate else None
-        loop = BinLoop(source, engine, vote, actuator, doors, gate, hooks, [announce])
+        crop = doors.crop_to_object if opts.crop_to_object is None else opts.crop_to_object
+        loop = BinLoop(
+            source, engine, vote, actuator, doors, gate, hooks, [announce], crop_to_object=crop
+        )
         summary = loop.run(opts.max_frames, stop)
         writer.write_json(
             "run.json",

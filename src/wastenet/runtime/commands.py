@@ -46,6 +46,13 @@ def register(subparsers, formatter_class) -> None:
         "--gate-threshold", type=float, default=0.03, help="changed-pixel share meaning 'present'"
     )
     run.add_argument(
+        "--crop-to-object",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="classify a crop around what the presence gate saw change (default: the door "
+        "map's crop_to_object)",
+    )
+    run.add_argument(
         "--headless", action="store_true", default=None, help="no window (default when no display)"
     )
     run.add_argument("--mjpeg-port", type=int, help="serve the overlay as MJPEG on 127.0.0.1:PORT")
@@ -84,6 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         min_share=args.min_share,
         gate=not args.no_gate,
         gate_threshold=args.gate_threshold,
+        crop_to_object=args.crop_to_object,
         headless=args.headless,
         mjpeg_port=args.mjpeg_port,
         store=args.store,

@@ -22,6 +22,7 @@ class FrameResult:
     confidence: float | None = None
     vote: VoteResult | None = None
     fps: float = 0.0
+    crop_box: tuple[int, int, int, int] | None = None  # the object crop that was classified
 
 
 @dataclass

@@ -3,7 +3,9 @@
 A running average of the empty scene is kept on a small grey image; a frame counts
 as "present" when the share of pixels that differ from it by more than
 ``pixel_delta`` grey levels exceeds ``threshold``. The background learns only
-while nothing is present, so an item left in view does not fade into it.
+while nothing is present, so an item left in view does not fade into it. The changed
+pixels also say where the item is: ``object_box`` gives their bounding box, so the bin
+can classify a crop of the item (as training crops are) instead of the whole tray.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class PresenceGate:
         self.background: np.ndarray | None = None
         self.last_score = 0.0
         self.present_run = 0
+        self.last_changed: np.ndarray | None = None  # bool mask of the last update's changes
 
     def _small_grey(self, image: np.ndarray) -> np.ndarray:
         grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
@@ -53,7 +56,8 @@ class PresenceGate:
             self.last_score = 0.0
             return False
         diff = np.abs(small - self.background)
-        self.last_score = float(np.count_nonzero(diff > self.config.pixel_delta)) / diff.size
+        self.last_changed = diff > self.config.pixel_delta
+        self.last_score = float(np.count_nonzero(self.last_changed)) / diff.size
         present = self.last_score > self.config.threshold
         self.present_run = self.present_run + 1 if present else 0
         if not present:
@@ -65,6 +69,27 @@ class PresenceGate:
             return False
         return present
 
+    def object_box(self, width: int, height: int) -> tuple[int, int, int, int] | None:
+        """Bounding box, in pixels of a ``width`` x ``height`` frame, of the last update's
+        changed pixels (specks removed); None when nothing changed."""
+        if self.last_changed is None or not self.last_changed.any():
+            return None
+        mask = cv2.morphologyEx(
+            self.last_changed.astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)
+        )
+        ys, xs = np.nonzero(mask)
+        if len(xs) == 0:
+            return None
+        gw, gh = self.config.size
+        sx, sy = width / gw, height / gh
+        return (
+            int(xs.min() * sx),
+            int(ys.min() * sy),
+            int(np.ceil((xs.max() + 1) * sx)),
+            int(np.ceil((ys.max() + 1) * sy)),
+        )
+
     def reset(self) -> None:
         self.background = None
         self.present_run = 0
+        self.last_changed = None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from wastenet.classes import NOT_SURE
-from wastenet.preprocess import preprocess
+from wastenet.preprocess import object_window, preprocess
 from wastenet.runtime.actuators import Actuator, DoorMap
 from wastenet.runtime.events import Actuation, FrameResult, RunSummary
 from wastenet.runtime.gate import PresenceGate
@@ -41,8 +41,11 @@ class BinLoop:
         hooks: Sequence[Hook] = (),
         listeners: Sequence[Callable[[Actuation], None]] = (),
         clock: Callable[[], float] = time.perf_counter,
+        crop_to_object: bool = False,
+        crop_margin: float = 0.15,
     ) -> None:
         self.source, self.engine, self.vote, self.gate = source, engine, vote, gate
+        self.crop_to_object, self.crop_margin = crop_to_object and gate is not None, crop_margin
         self.actuator, self.doors = actuator, doors
         self.hooks, self.listeners, self.clock = list(hooks), list(listeners), clock
         meta = engine.meta
@@ -74,7 +77,7 @@ class BinLoop:
         self._last_present_t = frame.t_capture if present else None
         if present:
             t = clock()
-            batch = preprocess(frame.image, self.size_hw, self.mean, self.std)
+            batch = preprocess(self._view(result), self.size_hw, self.mean, self.std)
             times["preprocess"] = clock() - t
             t = clock()
             result.probs = np.asarray(self.engine.predict(batch))[0]
@@ -98,6 +101,20 @@ class BinLoop:
         self.summary.inferred += int(present)
         self.summary.stages.add(times)
         return result
+
+    def _view(self, result: FrameResult) -> np.ndarray:
+        """What the model sees: the frame, or the crop around what changed in it."""
+        image = result.frame.image
+        if not self.crop_to_object:
+            return image
+        h, w = image.shape[:2]
+        box = self.gate.object_box(w, h)
+        if box is None:
+            return image
+        aspect = max(self.size_hw) / min(self.size_hw)
+        result.crop_box = object_window(box, w, h, self.crop_margin, aspect)
+        x0, y0, x1, y1 = result.crop_box
+        return image[y0:y1, x0:x1]
 
     def _actuate(self, result: FrameResult) -> None:
         self.actuator.tick()
