@@ -134,6 +134,11 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
     p.add_argument("--n", type=int, default=16, help="number of samples")
     p.add_argument("--size", default="288x384", help="HEIGHTxWIDTH")
     p.add_argument("--seed", type=int, default=0, help="sample and augmentation seed")
+    p.add_argument(
+        "--masks",
+        action="store_true",
+        help="show the object masks of the background swap over green (dimmed: no clean mask)",
+    )
     p.set_defaults(func=cmd_preview)
 
 
@@ -267,6 +272,7 @@ def cmd_preview(args) -> int:
         n=args.n,
         size_hw=parse_size(args.size),
         seed=args.seed,
+        masks=args.masks,
     )
     print(f"wrote {path}")
     return 0

@@ -37,6 +37,19 @@ def _sample_paths(source: Path, n: int, rng: np.random.Generator) -> list[str]:
     return [paths[i] for i in sorted(picks)]
 
 
+def mask_view(img: np.ndarray) -> np.ndarray:
+    """The object over green where a clean mask exists, else the photo dimmed to a third."""
+    from wastenet.data.background import object_alpha
+
+    alpha = object_alpha(img)
+    if alpha is None:
+        return img // 3
+    green = np.zeros_like(img)
+    green[..., 1] = 170
+    a = alpha[..., None]
+    return (img * a + green * (1 - a)).astype(np.uint8)
+
+
 def tile(images: list[np.ndarray], cols: int | None = None, pad: int = 4) -> np.ndarray:
     """Equal-size HWC images into one grid with a white gutter."""
     cols = cols or math.ceil(math.sqrt(len(images)))
@@ -58,15 +71,19 @@ def preview(
     n: int = 16,
     size_hw: tuple[int, int] = (288, 384),
     seed: int = 0,
+    masks: bool = False,
 ) -> Path:
-    """Write a PNG grid of ``n`` augmented samples and return its path."""
+    """Write a PNG grid of ``n`` augmented samples (or, with ``masks``, of the objects the
+    background swap would cut out, over green; dimmed where no clean mask exists)."""
     rng = np.random.default_rng(seed)
     augmenter = Augmenter(make_preset(preset, zoom))
     if n < 1:
         raise WasteNetError("--n must be at least 1")
-    images = [
-        augmenter(fit_image(read_rgb(p), size_hw), rng) for p in _sample_paths(Path(source), n, rng)
-    ]
+    paths = _sample_paths(Path(source), n, rng)
+    if masks:
+        images = [mask_view(fit_image(read_rgb(p), size_hw)) for p in paths]
+    else:
+        images = [augmenter(fit_image(read_rgb(p), size_hw), rng) for p in paths]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), tile(images)[:, :, ::-1]):
