@@ -388,3 +388,44 @@ def test_backgrounds_come_from_the_runs_training_sources_only(two_source_manifes
     bad = tiny_config(two_source_manifest, tmp_path, backgrounds={"gamma": str(tmp_path)})
     with pytest.raises(ConfigError, match="gamma"):
         RunContext(bad, tmp_path / "bad", progress=False)
+
+
+def test_outlier_rows_are_pushed_toward_uniform():
+    """An empty label set is an out-of-distribution item: its loss is the cross-entropy to
+    the uniform distribution (x ood_weight); labelled rows keep the set-label loss."""
+    import torch
+
+    logits = torch.tensor([[2.0, 0.0, 0.0, 0.0, 0.0], [3.0, -1.0, 0.5, 0.0, 1.0]])
+    mask = torch.tensor([[True, False, False, False, False], [False] * 5])
+    log_p = torch.log_softmax(logits, dim=1)
+    want_id, want_ood = -log_p[0, 0], -log_p[1].mean()
+    got = set_label_loss(logits, mask, ood_weight=0.5)
+    assert torch.allclose(got, (want_id + 0.5 * want_ood) / 2)
+    flat = torch.zeros(1, 5, requires_grad=True)
+    loss = set_label_loss(flat, torch.zeros(1, 5, dtype=torch.bool))
+    loss.backward()
+    assert torch.allclose(loss, torch.log(torch.tensor(5.0)))  # the minimum: log K
+    assert torch.allclose(flat.grad, torch.zeros(1, 5), atol=1e-6)  # uniform already
+    assert not correct_in_set(logits, mask)[1]
+
+
+def test_ood_weight_adds_the_training_sources_outliers(tmp_path_factory, tmp_path):
+    from wastenet.errors import ConfigError
+    from wastenet.train.setup import RunContext
+
+    tmp = tmp_path_factory.mktemp("ood_sources")
+    alpha = make_image_folder(tmp / "alpha", per_class=6, seed=0, classes=[*CLASSES, "trash"])
+    beta = make_image_folder(tmp / "beta", per_class=6, seed=700, classes=[*CLASSES, "trash"])
+    manifest = tmp / "manifest.json"
+    build_split([alpha, beta], progress=False).manifest.save(manifest)
+    cfg = tiny_config(manifest, tmp_path, sources=["alpha"], ood_weight=0.5, calibrate=False)
+    ctx = RunContext(cfg, tmp_path / "ctx", progress=False)
+    data = ctx.train_data(cfg.phases[0])
+    outliers = [it for it in data.items if not it.labels]
+    assert len(outliers) == 6 and {it.source for it in outliers} == {"alpha"}
+    assert not data.masks[[i for i, it in enumerate(data.items) if not it.labels]].any()
+    ctx.close()
+    train(tiny_config(manifest, tmp_path, ood_weight=0.5, calibrate=False), tmp_path / "run",
+          progress=False)  # fmt: skip
+    with pytest.raises(ConfigError, match="ood_weight"):
+        tiny_config(manifest, tmp_path, ood_weight=-1)

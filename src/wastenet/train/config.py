@@ -37,6 +37,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "constant"  # constant | cosine (within each phase)
     label_smoothing: float = 0.0
+    # Outlier exposure: > 0 adds the training sources' out-of-distribution items to each
+    # epoch, trained toward a uniform answer with this weight (the bin's "not sure").
+    ood_weight: float = 0.0
     ema_decay: float | None = None  # e.g. 0.998: validate and ship an EMA of the weights
     teachers: list[str] | None = None  # bundles to distil from (their mean soft labels)
     distill_weight: float = 0.5  # share of the distillation term in the loss
@@ -90,6 +93,8 @@ class TrainConfig:
         for source, weight in (self.source_weights or {}).items():
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
                 raise ConfigError(f"source_weights: {source} needs a number > 0, not {weight!r}")
+        if isinstance(self.ood_weight, bool) or not 0.0 <= self.ood_weight <= 10.0:
+            raise ConfigError(f"ood_weight must be a number in [0, 10], not {self.ood_weight!r}")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
         if self.workers != "auto" and (

@@ -127,7 +127,7 @@ def _train_epoch(ctx: RunContext, pos: Position, stop: _StopFlag, optimizer) -> 
         batches = batches[: cfg.max_steps_per_epoch]
     steps_total = len(batches) * phase.epochs
     todo = batches[pos.step :]
-    loss_sum = correct = seen = 0.0
+    loss_sum = correct = seen = seen_labelled = 0.0
     started = time.perf_counter()
     bar = ctx.progress(
         total=len(batches), initial=pos.step, desc=f"{phase.name} {pos.epoch + 1}/{phase.epochs}"
@@ -141,7 +141,7 @@ def _train_epoch(ctx: RunContext, pos: Position, stop: _StopFlag, optimizer) -> 
         masks = masks.to(ctx.device)
         with ctx.autocast():
             logits = ctx.model(x)
-        loss = set_label_loss(logits, masks, cfg.label_smoothing)
+        loss = set_label_loss(logits, masks, cfg.label_smoothing, cfg.ood_weight)
         if ctx.teachers:
             soft = ctx.teachers.probs(images, ctx.autocast)
             w = cfg.distill_weight
@@ -154,10 +154,13 @@ def _train_epoch(ctx: RunContext, pos: Position, stop: _StopFlag, optimizer) -> 
             pos.ema_updates += 1
         pos.step += 1
         loss_sum += float(loss.detach()) * len(masks)
-        correct += float(correct_in_set(logits.detach(), masks).sum())
+        labelled = masks.any(dim=1)  # outliers (empty masks) have no right answer
+        correct += float(correct_in_set(logits.detach(), masks)[labelled].sum())
         seen += len(masks)
+        seen_labelled += float(labelled.sum())
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.1e}")
+        acc = correct / max(seen_labelled, 1)
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{acc:.3f}", lr=f"{lr:.1e}")
         if stop.requested:
             bar.close()
             return None
@@ -165,7 +168,7 @@ def _train_epoch(ctx: RunContext, pos: Position, stop: _StopFlag, optimizer) -> 
     seconds = time.perf_counter() - started
     return {
         "train_loss": loss_sum / max(seen, 1),
-        "train_acc": correct / max(seen, 1),
+        "train_acc": correct / max(seen_labelled, 1),
         "lr": lr if todo else phase.lr,
         "seconds": seconds,
         "images_per_s": seen * ctx.world / max(seconds, 1e-9),

@@ -4,6 +4,11 @@ A source may say only "one of paper or cardboard". Its likelihood is the summed
 probability of the classes in the set, so the loss is
 ``-log sum_{c in S} p_c = logsumexp(z) - logsumexp(z[S])``; for a single-class set
 this is ordinary cross-entropy.
+
+An empty set marks an out-of-distribution item (outlier exposure, Hendrycks et al.
+2019): its loss is the cross-entropy to the uniform distribution, ``logsumexp(z) -
+mean(z)``, weighted by ``ood_weight``, which teaches the model to spread its
+probability (the bin's "not sure") on things that are none of the classes.
 """
 
 from __future__ import annotations
@@ -22,20 +27,26 @@ def labels_to_mask(labels: list[tuple[str, ...]], classes: tuple[str, ...]) -> t
 
 
 def set_label_loss(
-    logits: torch.Tensor, mask: torch.Tensor, label_smoothing: float = 0.0
+    logits: torch.Tensor,
+    mask: torch.Tensor,
+    label_smoothing: float = 0.0,
+    ood_weight: float = 1.0,
 ) -> torch.Tensor:
-    """Mean marginal-likelihood loss over the batch; smoothing mixes in uniform CE."""
+    """Mean marginal-likelihood loss over the batch; smoothing mixes in uniform CE; rows
+    with an empty mask (out-of-distribution items) count their uniform CE x ``ood_weight``."""
     logits = logits.float()
     log_norm = torch.logsumexp(logits, dim=1)
-    masked = logits.masked_fill(~mask, float("-inf"))
+    uniform = log_norm - logits.mean(dim=1)
+    ood = ~mask.any(dim=1)
+    masked = logits.masked_fill(~mask | ood[:, None], float("-inf"))
+    masked = masked.masked_fill(ood[:, None], 0.0)  # any finite value: the row is replaced
     nll = log_norm - torch.logsumexp(masked, dim=1)
     if label_smoothing > 0:
-        uniform = log_norm - logits.mean(dim=1)
         nll = (1 - label_smoothing) * nll + label_smoothing * uniform
-    return nll.mean()
+    return torch.where(ood, ood_weight * uniform, nll).mean()
 
 
 def correct_in_set(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-sample bool: the top-1 class lies in the label set."""
+    """Per-sample bool: the top-1 class lies in the label set (never, for an empty set)."""
     pred = logits.argmax(dim=1)
     return mask.gather(1, pred[:, None]).squeeze(1)

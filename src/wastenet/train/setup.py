@@ -195,6 +195,14 @@ class RunContext:
             raise WasteNetError(f"{self.cfg.manifest}: no {split} images for this run")
         return items
 
+    def _ood_items(self, sources: list[str] | None = None) -> list:
+        """Out-of-distribution items of the run's (and the phase's) training sources."""
+        items = self.manifest.items(split="ood")
+        for chosen in (self.cfg.sources, sources):
+            if chosen:
+                items = [it for it in items if it.source in chosen]
+        return items
+
     def _cache(self, items, pct: float):
         from wastenet.data.cache import ImageCache
 
@@ -210,6 +218,8 @@ class RunContext:
         key = (pct, tuple(phase.sources or ()))
         if key not in self._train:
             items = self._items("train", phase.sources)
+            if self.cfg.ood_weight > 0:
+                items += self._ood_items(phase.sources)
             rows = weighted_rows(items, self.cfg.source_weights, self.cfg.seed)
             self._train[key] = CachedImages(
                 items, self._cache(items, pct), self._augment, self.cfg.seed, rows
