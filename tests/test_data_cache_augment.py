@@ -162,3 +162,48 @@ def test_paper_presets_have_extras_off():
         preset("fancy")
     with pytest.raises(ConfigError):
         AugmentConfig(fill="mirror")
+
+
+def _studio_object(colour, w=80, h=60) -> np.ndarray:
+    img = np.full((h, w, 3), 235, np.uint8)
+    img[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = colour
+    return img
+
+
+def test_clutter_pastes_companions_at_the_edges_and_keeps_the_centre():
+    from wastenet.data.background import clutter
+
+    item = _studio_object((30, 60, 200))
+    other = _studio_object((200, 40, 30))
+    rng = np.random.default_rng(0)
+    out = clutter(item, [other, other], rng, (0.4, 0.5))
+    assert out.shape == item.shape and out.dtype == np.uint8
+    red = (out[..., 0] > 150) & (out[..., 2] < 80)
+    assert red.any()  # a companion's object arrived
+    h, w = item.shape[:2]
+    assert not red[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3].all()  # the item stays in view
+    # A companion without a clean mask (no backdrop) is skipped.
+    noise = np.random.default_rng(1).integers(0, 255, item.shape, dtype=np.uint8)
+    assert np.array_equal(clutter(item, [noise], rng, (0.4, 0.5)), item)
+
+
+def test_training_samples_get_companions_when_clutter_is_on(tmp_path):
+    from wastenet.train.data import CachedImages
+
+    images = [_studio_object(c) for c in ((30, 60, 200), (200, 40, 30), (40, 200, 90))]
+
+    class Items:
+        def __init__(self, labels):
+            self.labels = labels
+
+    items = [Items(("plastic",)), Items(("metal",)), Items(("glass",))]
+    aug = Augmenter(AugmentConfig(clutter_p=1.0, flip_h=False, flip_v=False, rotation_deg=0,
+                                  translate=0, zoom=0, clutter_scale=(0.4, 0.5)))  # fmt: skip
+    assert aug.wants_companions
+    data = CachedImages(items, images, aug, seed=0)
+    outs = [data[0][0].numpy() for _ in range(2)]
+    assert np.array_equal(outs[0], outs[1])  # deterministic per (seed, epoch, index)
+    changed = [not np.array_equal(data[i][0].numpy(), images[i]) for i in range(3)]
+    assert any(changed)
+    plain = CachedImages(items, images, Augmenter(AugmentConfig(zoom=0)), seed=0)
+    assert not plain.augment.wants_companions

@@ -62,6 +62,8 @@ class AugmentConfig:
     background_dir: str | list[str] | None = None  # image folders to paste onto (+ textures)
     small_p: float = 0.0  # shrink the object onto a larger background
     small_scale: tuple[float, float] = (0.35, 0.8)
+    clutter_p: float = 0.0  # paste 1-2 other training objects around the item (distractors)
+    clutter_scale: tuple[float, float] = (0.25, 0.5)  # their size, a share of the frame
 
     def __post_init__(self) -> None:
         if self.fill not in _BORDERS:
@@ -136,18 +138,31 @@ def affine_matrix(
 
 
 class Augmenter:
-    """``Augmenter(cfg)(img, rng) -> img``: uint8 HWC RGB in, same shape out."""
+    """``Augmenter(cfg)(img, rng) -> img``: uint8 HWC RGB in, same shape out.
+
+    ``companions`` (other training images of the same size) feed the clutter step: real
+    items seldom lie alone, and a crop of one holds parts of its neighbours."""
 
     def __init__(self, cfg: AugmentConfig | None = None) -> None:
         self.cfg = cfg or AugmentConfig()
         self._backgrounds = None
 
-    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    @property
+    def wants_companions(self) -> bool:
+        return self.cfg.clutter_p > 0
+
+    def __call__(
+        self, img: np.ndarray, rng: np.random.Generator, companions: list | None = None
+    ) -> np.ndarray:
         cfg = self.cfg
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
             raise ValueError(f"Augmenter expects uint8 HxWx3, got {img.dtype} {img.shape}")
         if cfg.background_p or cfg.small_p:
             img = self._scene(img, rng)
+        if companions and cfg.clutter_p and rng.random() < cfg.clutter_p:
+            from wastenet.data.background import clutter
+
+            img = clutter(img, companions, rng, cfg.clutter_scale)
         img = self.geometric(img, rng)
         return self.photometric(img, rng)
 

@@ -162,3 +162,37 @@ def small_in_frame(
     region = out[y0 : y0 + sh, x0 : x0 + sw]
     out[y0 : y0 + sh, x0 : x0 + sw] = composite(small, a, region)
     return out
+
+
+def clutter(
+    img: np.ndarray,
+    companions: list[np.ndarray],
+    rng: np.random.Generator,
+    scale_range: tuple[float, float],
+) -> np.ndarray:
+    """Paste the cut-out objects of ``companions`` near the frame's edges, small and
+    partly out of frame, so the item in the middle keeps its label and the frame looks
+    like a crop from a pile. Companions without a clean mask are skipped."""
+    h, w = img.shape[:2]
+    out = img.copy()
+    for other in companions:
+        alpha = object_alpha(other)
+        if alpha is None:
+            continue
+        f = rng.uniform(*scale_range)
+        sw, sh = max(2, round(w * f)), max(2, round(h * f))
+        small = cv2.resize(other, (sw, sh), interpolation=cv2.INTER_AREA)
+        a = cv2.resize(alpha, (sw, sh), interpolation=cv2.INTER_AREA)
+        # A centre on one of the four edges, so the companion is partly out of frame.
+        edge = int(rng.integers(4))
+        cx = [0.0, float(w), rng.uniform(0, w), rng.uniform(0, w)][edge]
+        cy = [rng.uniform(0, h), rng.uniform(0, h), 0.0, float(h)][edge]
+        x0, y0 = round(cx - sw / 2), round(cy - sh / 2)
+        ox0, oy0 = max(0, x0), max(0, y0)
+        ox1, oy1 = min(w, x0 + sw), min(h, y0 + sh)
+        if ox1 <= ox0 or oy1 <= oy0:
+            continue
+        part = small[oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0]
+        pa = a[oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0]
+        out[oy0:oy1, ox0:ox1] = composite(part, pa, out[oy0:oy1, ox0:ox1])
+    return out

@@ -35,6 +35,7 @@ class CachedImages(torch.utils.data.Dataset):
         self.mode = "train"  # train | light | none
         self.masks = labels_to_mask([it.labels for it in self.items], CLASSES)
         self.rows = np.arange(len(self.items)) if rows is None else np.asarray(rows, dtype=int)
+        self.labelled_rows = np.nonzero(self.masks.any(dim=1).numpy())[0]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -42,13 +43,24 @@ class CachedImages(torch.utils.data.Dataset):
     def item(self, index: int):
         return self.items[self.rows[index]]
 
+    def _companions(self, rng: np.random.Generator, most: int = 2) -> list[np.ndarray]:
+        """One or two other labelled training images (same size), for the clutter step."""
+        labelled = self.labelled_rows
+        if len(labelled) < 2:
+            return []
+        picks = rng.choice(labelled, size=int(rng.integers(1, most + 1)), replace=False)
+        return [np.asarray(self.cache[int(r)]) for r in picks]
+
     def __getitem__(self, index: int):
         row = int(self.rows[index])
         img = np.asarray(self.cache[row])
         if self.mode != "none":
             rng = np.random.default_rng([self.seed, self.epoch, index])
             if self.mode == "train" and self.augment is not None:
-                img = self.augment(img, rng)
+                if getattr(self.augment, "wants_companions", False):
+                    img = self.augment(img, rng, self._companions(rng))
+                else:
+                    img = self.augment(img, rng)
             else:
                 img = random_flips(img, rng)
         return torch.from_numpy(np.array(img, order="C")), self.masks[row]
