@@ -134,7 +134,9 @@ def _nncf_quantize_controlled(
 def _compile(model):
     import openvino as ov
 
-    return ov.Core().compile_model(model, "CPU")
+    from wastenet.accelerate.backends.openvino_backend import compile_config
+
+    return ov.Core().compile_model(model, "CPU", compile_config())
 
 
 def _agreement(a_model, b_model, calib: CalibrationSet) -> float:
