@@ -328,3 +328,13 @@ def test_fold_plans_and_stage_narrowing():
     assert one.phases[2].sources == ["a"]  # the recipe itself is left as it was
     with pytest.raises(ConfigError, match="stage 1 would be dropped"):
         stage_configs([("only_a", only_a), ("one", one)], fold)
+
+
+def test_mean_interval_of_independent_sources():
+    from wastenet.evaluate.shift_report import mean_interval
+
+    scores = [{"top1_set": 0.5, "n": 400}, {"top1_set": 0.9, "n": 900}]
+    lo, hi = mean_interval(scores)
+    se = ((0.25 / 400 + 0.09 / 900) ** 0.5) / 2
+    assert lo == pytest.approx(0.7 - 1.959964 * se) and hi == pytest.approx(0.7 + 1.959964 * se)
+    assert mean_interval([]) is None

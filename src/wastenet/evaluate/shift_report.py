@@ -64,6 +64,17 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return float(np.mean(kept)) if kept else None
 
 
+def mean_interval(scores: Sequence[dict], z: float = 1.959964) -> list[float] | None:
+    """Normal 95 % interval of the unweighted mean of independent sources' top-1: the
+    item-sampling noise only (a training seed adds its own, not measured here)."""
+    parts = [(s["top1_set"], s["n"]) for s in scores if s.get("n") and s["top1_set"] is not None]
+    if not parts:
+        return None
+    mean = sum(p for p, _ in parts) / len(parts)
+    se = (sum(p * (1 - p) / n for p, n in parts) ** 0.5) / len(parts)
+    return [max(0.0, mean - z * se), min(1.0, mean + z * se)]
+
+
 def mean_block(scores: Sequence[dict]) -> dict:
     """Unweighted mean over sources (each source one vote) and the pooled top-1."""
     n = sum(s["n"] for s in scores)
@@ -72,6 +83,7 @@ def mean_block(scores: Sequence[dict]) -> dict:
         "n_scores": len(scores),
         "n_items": n,
         "mean_top1_set": _mean([s["top1_set"] for s in scores]),
+        "mean_top1_set_ci95": mean_interval(scores),
         "mean_top1": _mean([s["top1"] for s in scores]),
         "pooled_top1_set": right / n if n else None,
         "pooled_top1_set_ci95": M.wilson_interval(right, n),
@@ -137,8 +149,8 @@ def main_table(result: dict) -> list[str]:
     m = result["summary"]["left_out"]
     lines += [
         "",
-        f"Mean top-1 over {m['n_scores']} left-out source(s): {_pct(m['mean_top1_set'])} "
-        f"(pooled over {m['n_items']} items: "
+        f"Mean top-1 over {m['n_scores']} left-out source(s): "
+        f"{_with_ci(m['mean_top1_set'], m.get('mean_top1_set_ci95'))} (pooled over {m['n_items']} items: "
         f"{_with_ci(m['pooled_top1_set'], m['pooled_top1_set_ci95'])}); "
         f"mean exact top-1 {_pct(m['mean_top1'])}.",
     ]
