@@ -183,7 +183,7 @@ def train_stage(cfg: Any, run_dir: Path, skip_train: bool, progress: bool) -> di
     seconds_file = run_dir / SECONDS_FILE
     if model.exists() and _calibrated(cfg, model):
         old = json.loads(seconds_file.read_text())["seconds"] if seconds_file.exists() else None
-        return {"status": "reused", "train_seconds": old}
+        return {"status": "reused", "train_seconds": None if old is None else round(old, 2)}
     if skip_train:
         return {"status": "missing", "train_seconds": None}
     from wastenet.train.loop import train
