@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import NoReturn
 
 from wastenet import __version__
 from wastenet.errors import ModelFileError
@@ -54,24 +56,126 @@ class BundleMeta:
             data = json.loads(text)
         except (TypeError, json.JSONDecodeError) as exc:
             raise ModelFileError(f"{origin}: its WasteNet metadata is not valid JSON") from exc
+        return cls.from_dict(data, origin)
+
+    @classmethod
+    def from_dict(cls, data: object, origin: str = "model") -> BundleMeta:
+        """Validated metadata: every field of the right type and in range, or one
+        ``ModelFileError`` naming ``origin`` and the field. Unknown keys are ignored."""
         if not isinstance(data, dict):
             raise ModelFileError(f"{origin}: its WasteNet metadata is not an object")
-        known = {f.name for f in fields(cls)}
         required = {"architecture", "labels", "input_size", "mean", "std"}
         missing = required - data.keys()
         if missing:
             raise ModelFileError(f"{origin}: metadata lacks {', '.join(sorted(missing))}")
-        if int(data.get("format_version", 1)) > FORMAT_VERSION:
+        version = data.get("format_version", FORMAT_VERSION)
+        if not _is_int(version) or version < 1:
+            _bad(origin, "format_version", "a positive integer", version)
+        if version > FORMAT_VERSION:
             raise ModelFileError(
                 f"{origin}: made by a newer WasteNet (bundle format "
-                f"{data['format_version']}); upgrade wastenet to read it"
+                f"{version}); upgrade wastenet to read it"
             )
-        meta = cls(**{k: v for k, v in data.items() if k in known})
-        if len(meta.input_size) != 2 or len(meta.mean) != 3 or len(meta.std) != 3:
-            raise ModelFileError(f"{origin}: metadata has a malformed input size, mean or std")
-        if not float(meta.temperature) > 0:
-            raise ModelFileError(f"{origin}: metadata temperature must be positive")
-        return meta
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for name, check in _CHECKS.items():
+            if name in values:
+                values[name] = check(origin, name, values[name])
+        return cls(**values)
+
+
+MIN_INPUT_SIDE = 8  # pixels; smaller or larger sides are damaged metadata, not a model
+MAX_INPUT_SIDE = 4096
+
+
+def _bad(origin: str, name: str, want: str, value: object) -> NoReturn:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    raise ModelFileError(f"{origin}: metadata {name} must be {want}, got {shown}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _text(origin: str, name: str, value: object) -> str:
+    if not isinstance(value, str):
+        _bad(origin, name, "a string", value)
+    return value
+
+
+def _name(origin: str, name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        _bad(origin, name, "a non-empty string", value)
+    return value
+
+
+def _optional_text(origin: str, name: str, value: object) -> str | None:
+    return None if value is None else _text(origin, name, value)
+
+
+def _mapping(origin: str, name: str, value: object) -> dict:
+    if not isinstance(value, dict):
+        _bad(origin, name, "an object", value)
+    return value
+
+
+def _positive(origin: str, name: str, value: object) -> float:
+    if not _is_number(value) or value <= 0:
+        _bad(origin, name, "a positive finite number", value)
+    return float(value)
+
+
+def _labels(origin: str, name: str, value: object) -> list[str]:
+    want = "a non-empty list of unique, non-empty strings"
+    if not isinstance(value, list) or not value:
+        _bad(origin, name, want, value)
+    if not all(isinstance(v, str) and v.strip() for v in value):
+        _bad(origin, name, want, value)
+    if len(set(value)) != len(value):
+        dupes = sorted({v for v in value if value.count(v) > 1})
+        repeated = ", ".join(repr(d) for d in dupes)
+        raise ModelFileError(f"{origin}: metadata labels must be unique; {repeated} repeats")
+    return list(value)
+
+
+def _input_size(origin: str, name: str, value: object) -> list[int]:
+    want = f"[height, width], two integers in [{MIN_INPUT_SIDE}, {MAX_INPUT_SIDE}]"
+    if not isinstance(value, list) or len(value) != 2 or not all(_is_int(v) for v in value):
+        _bad(origin, name, want, value)
+    if not all(MIN_INPUT_SIDE <= v <= MAX_INPUT_SIDE for v in value):
+        _bad(origin, name, want, value)
+    return list(value)
+
+
+def _triple(origin: str, name: str, value: object, positive: bool = False) -> list[float]:
+    want = "3 finite numbers" + (" above 0" if positive else "")
+    if not isinstance(value, list) or len(value) != 3 or not all(_is_number(v) for v in value):
+        _bad(origin, name, want, value)
+    if positive and not all(v > 0 for v in value):
+        _bad(origin, name, want, value)
+    return [float(v) for v in value]
+
+
+_CHECKS = {
+    "architecture": _name,
+    "labels": _labels,
+    "input_size": _input_size,
+    "mean": _triple,
+    "std": lambda origin, name, value: _triple(origin, name, value, positive=True),
+    "resolution_pct": _positive,
+    "temperature": _positive,
+    "manifest_hash": _optional_text,
+    "source_hash": _optional_text,
+    "metrics": _mapping,
+    "train_config": _mapping,
+    "created": _text,
+    "wastenet_version": _text,
+}
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

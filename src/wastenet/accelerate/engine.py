@@ -9,6 +9,7 @@ so the deploy side needs only numpy and the one runtime it uses.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,15 @@ class Engine:
             )
         return np.ascontiguousarray(batch, dtype=np.float32)
 
+    def check_output(self, out: np.ndarray) -> np.ndarray:
+        """One column per label; catches a graph whose class count was dynamic at load."""
+        if out.ndim != 2 or out.shape[1] != len(self.meta.labels):
+            raise ModelFileError(
+                f"{self.path}: the graph returned shape {tuple(out.shape)}, its metadata lists "
+                f"{len(self.meta.labels)} labels; the model and its metadata do not match"
+            )
+        return out
+
     def predict(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
@@ -61,6 +71,60 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.path}>"
+
+
+def static_dim(dim: object) -> int | None:
+    """A graph dimension as an int, or None where it is dynamic (a name, -1, 0, unknown)."""
+    if isinstance(dim, int | np.integer) and not isinstance(dim, bool) and dim > 0:
+        return int(dim)
+    return None
+
+
+def _shape_text(dims: Sequence[int | None]) -> str:
+    """``N x 3 x 224 x 224``: a dynamic batch reads N, any other dynamic dimension ?."""
+    return " x ".join(str(d) if d else ("N" if i == 0 else "?") for i, d in enumerate(dims))
+
+
+def check_graph(
+    path: Path,
+    meta: BundleMeta,
+    input_shape: Sequence[object] | None,
+    output_shape: Sequence[object] | None,
+    inputs: int = 1,
+) -> None:
+    """Refuse, at load time, a graph that disagrees with its own metadata.
+
+    Every backend calls this with its graph's first input and first output shape (None
+    where the rank is unknown) and its number of inputs. The input must be N x 3 x H x W
+    with the metadata's H and W and the output N x len(labels); a dynamic dimension
+    passes (``check_batch`` and ``check_output`` guard those at run time).
+    """
+    if inputs != 1:
+        raise ModelFileError(f"{path}: the graph has {inputs} inputs; a WasteNet model has one")
+    h, w, k = meta.height, meta.width, len(meta.labels)
+    if input_shape is not None:
+        dims = [static_dim(d) for d in input_shape]
+        want = (3, h, w)
+        if len(dims) != 4 or any(d not in (None, e) for d, e in zip(dims[1:], want, strict=True)):
+            raise ModelFileError(
+                f"{path}: the graph's input is {_shape_text(dims)}, its metadata says "
+                f"N x 3 x {h} x {w} (input_size [{h}, {w}]); the model and its metadata "
+                "do not match"
+            )
+    if output_shape is not None:
+        dims = [static_dim(d) for d in output_shape]
+        if len(dims) != 2 or dims[1] not in (None, k):
+            raise ModelFileError(
+                f"{path}: the graph's output is {_shape_text(dims)} ({_classes(dims)}), its "
+                f"metadata lists {k} labels ({', '.join(meta.labels)}); the model and its "
+                "metadata do not match"
+            )
+
+
+def _classes(dims: list[int | None]) -> str:
+    if len(dims) == 2 and dims[1] is not None:
+        return f"{dims[1]} classes"
+    return f"rank {len(dims)}, not N x classes"
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

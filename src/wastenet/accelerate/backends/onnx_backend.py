@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wastenet.accelerate.engine import Engine, softmax
+from wastenet.accelerate.engine import Engine, check_graph, softmax
 from wastenet.accelerate.formats import Format
 from wastenet.errors import ModelFileError
 from wastenet.meta import META_KEY, BundleMeta
@@ -24,7 +24,8 @@ class OnnxEngine(Engine):
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = self.check_batch(batch)
-        out = self._session.run(None, {self._input: batch})[0].astype(np.float32)
+        out = self.check_output(self._session.run(None, {self._input: batch})[0])
+        out = out.astype(np.float32)
         return out if self._is_probs else softmax(out, self.meta.temperature)
 
     def close(self) -> None:
@@ -68,9 +69,22 @@ def read_meta(session, path: Path) -> BundleMeta:
     return BundleMeta.from_json(custom[META_KEY], origin=str(path))
 
 
+def check_session(session, path: Path, meta: BundleMeta) -> None:
+    """The graph's inputs and first output against ``meta`` (see ``check_graph``)."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    first = inputs[0].shape if inputs else None
+    check_graph(path, meta, first, outputs[0].shape, inputs=len(inputs))
+    if inputs[0].type != "tensor(float)":
+        raise ModelFileError(
+            f"{path}: the graph's input is {inputs[0].type}, a WasteNet model takes "
+            "tensor(float) (float32 NCHW)"
+        )
+
+
 def load(path: Path, fmt: Format, threads: int = 0, device: str = "cpu", **_: object) -> Engine:
     session = open_session(path, threads, device)
     meta = read_meta(session, path)
+    check_session(session, path, meta)
     outputs = session.get_outputs()
     is_probs = outputs[0].name == "probs"
     if fmt.precision == "int8" and not device.startswith("cuda"):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wastenet.accelerate.engine import Engine, softmax
+from wastenet.accelerate.engine import Engine, check_graph, softmax
 from wastenet.accelerate.formats import Format
 from wastenet.errors import ModelFileError
 from wastenet.meta import META_KEY, BundleMeta
@@ -51,7 +51,7 @@ class OpenVinoEngine(Engine):
         batch = self.check_batch(batch)
         compiled, request = self._request_for(len(batch))
         out = request.infer({0: batch}, share_inputs=True)
-        probs = np.array(out[compiled.output(0)], dtype=np.float32)
+        probs = self.check_output(np.array(out[compiled.output(0)], dtype=np.float32))
         return probs if self._is_probs else softmax(probs, self.meta.temperature)
 
     def close(self) -> None:
@@ -63,6 +63,21 @@ def read_meta(model, path: Path) -> BundleMeta:
     if not model.has_rt_info([META_KEY]):
         raise ModelFileError(f"{path}: has no WasteNet metadata (not exported by wastenet export)")
     return BundleMeta.from_json(model.get_rt_info([META_KEY]).astype(str), origin=str(path))
+
+
+def port_shape(port) -> list | None:
+    """An OpenVINO port's partial shape as ints and None (dynamic); None for dynamic rank."""
+    shape = port.get_partial_shape()
+    if shape.rank.is_dynamic:
+        return None
+    return [d.get_length() if d.is_static else None for d in shape]
+
+
+def check_model(model, path: Path, meta: BundleMeta) -> None:
+    """The IR's inputs and first output against ``meta``, before any compile."""
+    inputs = model.inputs
+    first = port_shape(inputs[0]) if inputs else None
+    check_graph(path, meta, first, port_shape(model.output(0)), inputs=len(inputs))
 
 
 def read_model(path: Path):
@@ -93,6 +108,7 @@ def compile_config(threads: int = 0, device: str = "cpu") -> dict:
 def load(path: Path, fmt: Format, threads: int = 0, device: str = "cpu", **_: object) -> Engine:
     model = read_model(path)
     meta = read_meta(model, path)
+    check_model(model, path, meta)
     is_probs = model.output(0).get_names() and "probs" in model.output(0).get_names()
     config = compile_config(threads, device)
     return OpenVinoEngine(path, fmt, meta, model, config, device, bool(is_probs))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wastenet.accelerate.engine import Engine
+from wastenet.accelerate.engine import Engine, check_graph
 from wastenet.accelerate.formats import Format
 from wastenet.errors import ModelFileError
 from wastenet.meta import META_KEY, BundleMeta
@@ -48,6 +48,11 @@ class TensorRTEngine(Engine):
         self._output = next(
             n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT
         )
+        inputs = sum(engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names)
+        check_graph(  # -1 marks a dynamic dimension
+            path, meta, list(engine.get_tensor_shape(self._input)),
+            list(engine.get_tensor_shape(self._output)), inputs=inputs,
+        )  # fmt: skip
         self._stream = torch_mod.cuda.Stream()
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -63,7 +68,7 @@ class TensorRTEngine(Engine):
             self._context.execute_async_v3(self._stream.cuda_stream)
             self._stream.synchronize()
             outs.append(y.float().cpu().numpy())
-        return np.concatenate(outs).astype(np.float32)
+        return self.check_output(np.concatenate(outs).astype(np.float32))
 
     def close(self) -> None:
         self._context = None
