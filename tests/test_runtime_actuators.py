@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import sys
+import types
 
 import pytest
 
@@ -13,6 +15,7 @@ from wastenet.runtime.actuators import (
     PAPER_SERVO_DELAY_S,
     PCA9685Actuator,
     SimActuator,
+    check_door_classes,
     load_door_map,
     open_actuator,
     parse_actuator_uri,
@@ -148,6 +151,12 @@ def test_pca9685_without_servokit_says_how_to_install(doors):
 def test_actuator_uris():
     spec = parse_actuator_uri("pca9685://0/0x40")
     assert spec.kind == "pca9685" and spec.options == {"bus": 0, "address": 0x40}
+    assert parse_actuator_uri("pca9685://").options == {"bus": None, "address": 0x40}
+    assert parse_actuator_uri("pca9685:///0x41").options == {"bus": None, "address": 0x41}
+    assert parse_actuator_uri("sim://?delay=0&record=x.jsonl").options == {
+        "delay": 0.0,
+        "record": "x.jsonl",
+    }
     assert parse_actuator_uri("sim://").kind == "sim"
     with pytest.raises(ConfigError, match="unknown actuator"):
         parse_actuator_uri("gpio://4")
@@ -172,3 +181,107 @@ def test_door_map_validation(tmp_path):
         load_door_map(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_door_map(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    "uri, message",
+    [
+        ("sim://?foo=1", r"unknown option\(s\) foo; it takes delay, record"),
+        ("log://?x=1", r"unknown option\(s\) x; it takes no options"),
+        ("sim://?clock=5", r"unknown option\(s\) clock"),  # a keyword for tests, not the URI
+        ("pca9685://1/0x40?delay=1", r"unknown option\(s\) delay"),
+        ("sim://?delay=abc", "delay='abc' must be a finite number >= 0"),
+        ("sim://?delay=-0.5", "delay='-0.5' must be a finite number >= 0"),
+        ("sim://?delay=nan", "delay='nan' must be a finite number"),
+        ("sim://?delay=inf", "delay='inf' must be a finite number"),
+        ("sim://?record=", "record='' must be a non-empty text"),
+        ("sim://cmds.jsonl", "takes options only"),
+        ("pca9685://1/0x90", "0x90 is outside 0x03..0x77"),
+        ("pca9685://1/0x40/7", "expected pca9685://"),
+        ("pca9685://-1/0x40", "expected pca9685://"),
+    ],
+)
+def test_bad_actuator_uris_are_named(uri, message, doors):
+    with pytest.raises(ConfigError, match=message):
+        open_actuator(uri, doors)
+
+
+def test_sim_record_file_that_cannot_be_written(doors, tmp_path):
+    with pytest.raises(ConfigError, match="cannot write the record file"):
+        open_actuator(f"sim://?record={tmp_path / 'missing' / 'cmds.jsonl'}", doors)
+
+
+class FakeI2CLibraries:
+    """adafruit_servokit (and optionally adafruit_extended_bus) on a machine without I2C.
+
+    Like Blinka on a PC: ``ServoKit()`` with no bus looks up ``board.I2C``, which a board
+    without I2C pins lacks (AttributeError); ``ExtendedI2C(n)`` opens /dev/i2c-n.
+    """
+
+    def __init__(self, monkeypatch, extended_bus: bool, buses: tuple[int, ...] = ()):
+        self.log, self.opened = {}, []
+        servokit = types.ModuleType("adafruit_servokit")
+        servokit.ServoKit = self.servokit
+        monkeypatch.setitem(sys.modules, "adafruit_servokit", servokit)
+        ext = None  # None in sys.modules: `import adafruit_extended_bus` raises ImportError
+        if extended_bus:
+            ext = types.ModuleType("adafruit_extended_bus")
+            ext.ExtendedI2C = lambda bus: self.extended_i2c(bus, buses)
+        monkeypatch.setitem(sys.modules, "adafruit_extended_bus", ext)
+
+    def extended_i2c(self, bus, buses):
+        if bus not in buses:
+            raise FileNotFoundError(2, "No such file or directory", f"/dev/i2c-{bus}")
+        self.opened.append(bus)
+        return f"i2c-{bus}"
+
+    def servokit(self, channels, address, i2c=None):
+        if i2c is None:
+            raise AttributeError("module 'board' has no attribute 'I2C'")
+        return FakeServoKit(channels, address, self.log)
+
+
+def test_numbered_bus_without_extended_bus_names_the_package(doors, monkeypatch):
+    FakeI2CLibraries(monkeypatch, extended_bus=False)
+    with pytest.raises(WasteNetError, match=r"I2C bus \(1\) needs the adafruit-extended-bus"):
+        open_actuator("pca9685://1/0x40", doors)  # before: silently the board's default bus
+
+
+def test_no_i2c_on_this_machine_is_a_clear_error(doors, monkeypatch):
+    FakeI2CLibraries(monkeypatch, extended_bus=True, buses=(0,))
+    with pytest.raises(WasteNetError, match="default I2C bus: this machine has no I2C bus"):
+        open_actuator("pca9685://", doors)  # before: AttributeError traceback
+    with pytest.raises(WasteNetError, match="0x40 on I2C bus 1: .*/dev/i2c-1"):
+        open_actuator("pca9685://1/0x40", doors)
+
+
+def test_numbered_bus_reaches_the_servokit(doors, monkeypatch):
+    libs = FakeI2CLibraries(monkeypatch, extended_bus=True, buses=(0,))
+    act = open_actuator("pca9685://0/0x41", doors)
+    assert libs.opened == [0] and act.kit.address == 0x41
+    assert act.open_door(1) and libs.log["moves"] == [(1, 90)]
+
+
+@pytest.mark.parametrize("hold", ["abc", -5, float("nan"), float("inf"), True, "3"])
+def test_door_map_hold_must_be_seconds(hold):
+    data = {"doors": {0: {"channel": 0}}, "classes": {"glass": 0}, "hold_s": hold}
+    with pytest.raises(ConfigError, match="hold_s must be a number of seconds >= 0"):
+        parse_door_map(data)
+
+
+def test_door_map_hold_from_yaml(tmp_path):
+    path = tmp_path / "doors.yaml"
+    path.write_text("hold_s: abc\ndoors: {0: {channel: 0}}\nclasses: {glass: 0}\n")
+    with pytest.raises(ConfigError, match=f"{path}: hold_s must be a number"):
+        load_door_map(path)
+    path.write_text("hold_s: 0\ndoors: {0: {channel: 0}}\nclasses: {glass: 0}\n")
+    assert load_door_map(path).hold_s == 0.0
+
+
+def test_door_map_classes_are_checked_against_the_model_labels(doors):
+    labels = ["cardboard", "glass", "metal", "paper", "plastic"]
+    assert check_door_classes(doors, labels) == []
+    assert check_door_classes(doors, [*labels, "trash"]) == ["trash"]  # no door: a warning
+    typo = parse_door_map({"doors": {0: {"channel": 0}}, "classes": {"glas": 0, "metal": 0}})
+    with pytest.raises(ConfigError, match=r"my.yaml: class\(es\) 'glas' are not labels"):
+        check_door_classes(typo, labels, "my.yaml")

@@ -372,7 +372,7 @@ def test_store_fault_does_not_stop_the_bin(tmp_path, monkeypatch):
     folder.mkdir()
     Image.new("RGB", (16, 12), (200, 10, 10)).save(folder / "a.png")
     opts = BinOptions(
-        source=f"{folder}?hold=5&size=16x12",
+        source=f"{folder}?hold=5&size=32x24",
         vote=3,
         threshold=0.5,
         gate=False,

@@ -45,8 +45,14 @@ def test_parse_uris(tmp_path, folder):
     spec = parse_source_uri("rtsp://user:pw@cam.local:554/stream?fps=5")
     assert spec.kind == "rtsp" and spec.target.startswith("rtsp://user:pw@cam.local:554/stream")
     assert parse_source_uri(str(video)).kind == "video"
-    spec = parse_source_uri(f"{folder}?fps=20&hold=10&gap=3")
-    assert (spec.kind, spec.options) == ("folder", {"fps": "20", "hold": "10", "gap": "3"})
+    spec = parse_source_uri(f"{folder}?fps=20&hold=10&gap=3&size=64x48")
+    assert (spec.kind, spec.options) == (
+        "folder",
+        {"fps": 20.0, "hold": 10, "gap": 3, "size": (64, 48)},  # checked and converted
+    )
+    spec = parse_source_uri("csi://0?width=640&height=480&flip-method=2")
+    assert spec.options == {"width": 640, "height": 480, "flip_method": 2}
+    assert parse_source_uri("rtsp://cam/stream?channel=1").options == {}  # the server's query
 
 
 @pytest.mark.parametrize(
@@ -63,6 +69,120 @@ def test_parse_uris(tmp_path, folder):
 def test_bad_uris_raise_clear_errors(uri, message):
     with pytest.raises(SourceError, match=message):
         parse_source_uri(uri)
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("fps=abc", "fps='abc' must be a finite number >= 0"),
+        ("fps=inf", "fps='inf' must be a finite number"),
+        ("fps=nan", "fps='nan' must be a finite number"),
+        ("fps=-2", "fps='-2' must be a finite number >= 0"),
+        ("fps=", "fps='' must be"),
+        ("size=abc", r"size='abc' must be WIDTHxHEIGHT .* 16\.\.8192"),
+        ("size=0x0", r"size='0x0' must be WIDTHxHEIGHT"),
+        ("size=64x8", r"size='64x8' must be"),
+        ("size=9000x64", r"size='9000x64' must be"),
+        ("size=64x48x3", r"size='64x48x3' must be"),
+        ("hold=0", "hold='0' must be a whole number >= 1"),
+        ("hold=2.5", "hold='2.5' must be a whole number"),
+        ("gap=-1", "gap='-1' must be a whole number >= 0"),
+        ("foo=1", r"unknown option\(s\) foo; it takes background, fps, gap, hold, loop, size"),
+        ("flip-method=2", r"unknown option\(s\) flip_method"),  # a camera's option
+    ],
+)
+def test_bad_folder_options_are_named(folder, query, message):
+    with pytest.raises(SourceError, match=message):
+        open_source(f"{folder}?{query}")
+
+
+@pytest.mark.parametrize(
+    "uri, message",
+    [
+        ("csi://0?hold=3", r"CSI camera\): unknown option\(s\) hold"),
+        ("csi://0?flip-method=9", "flip_method='9' must be a whole number in 0..7"),
+        ("csi://0?framerate=0", "framerate='0' must be"),
+        ("v4l2://0?width=8", "width='8' must be a whole number in 16..8192"),
+        ("v4l2://0?fps=30", r"V4L2 camera\): unknown option\(s\) fps; it takes height, width"),
+    ],
+)
+def test_bad_camera_options_are_named(uri, message):
+    with pytest.raises(SourceError, match=message):
+        parse_source_uri(uri)
+
+
+def test_keyword_options_are_checked_like_uri_options(folder):
+    with pytest.raises(SourceError, match="size=.* must be WIDTHxHEIGHT"):
+        open_source(str(folder), size="0x0")
+    with pytest.raises(SourceError, match="fps=inf must be a finite number"):
+        open_source(str(folder), fps=float("inf"))
+    with pytest.raises(SourceError, match=r"unknown option\(s\) colour"):
+        open_source(str(folder), colour="red")
+    src = open_source(f"{folder}?size=64x48", size=(32, 24))  # keywords win, WxH both ways
+    assert src.read().image.shape == (24, 32, 3)
+
+
+@pytest.mark.parametrize("uri", ["file://", "file://?fps=3", "?fps=3"])
+def test_a_source_without_a_path_is_an_error_not_the_current_folder(tmp_path, monkeypatch, uri):
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (32, 24)).save(tmp_path / "here.png")  # would be replayed before
+    with pytest.raises(SourceError, match="no path"):
+        open_source(uri)
+
+
+def write_video(path, frames=5, size=(32, 24)):
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
+    for v in range(frames):
+        writer.write(np.full((size[1], size[0], 3), (0, 0, 50 * v), np.uint8))  # BGR: red rises
+    writer.release()
+    return path
+
+
+def test_file_uri_names_a_video_relative_or_absolute(tmp_path, monkeypatch):
+    """jetson-inference's form: file://clip.mp4 is relative, file:///path/clip.mp4 absolute."""
+    write_video(tmp_path / "clip.avi")
+    monkeypatch.chdir(tmp_path)
+    spec = parse_source_uri("file://clip.avi")
+    assert (spec.kind, spec.target) == ("video", "clip.avi")
+    for uri in ("file://clip.avi", f"file://{tmp_path / 'clip.avi'}"):
+        src = open_source(uri)
+        assert len(list(iter(src.read, None))) == 5
+        src.close()
+    assert parse_source_uri(f"file://{tmp_path}").kind == "folder"
+
+
+def test_garbled_video_says_no_frame_could_be_decoded(tmp_path):
+    """A video whose header is fine but whose frames are not: an error, not an empty run."""
+    data = bytearray(write_video(tmp_path / "good.avi").read_bytes())
+    start = data.find(b"\xff\xd8")  # every JPEG frame's payload zeroed, the AVI header kept
+    while start >= 0:
+        data[start : start + 400] = bytes(len(data[start : start + 400]))
+        start = data.find(b"\xff\xd8", start)
+    garbled = tmp_path / "garbled.avi"
+    garbled.write_bytes(bytes(data))
+    src = open_source(str(garbled))
+    with pytest.raises(SourceError, match="garbled.avi: could not decode any frame"):
+        src.read()
+    src.close()
+    noise = tmp_path / "noise.mp4"
+    noise.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, np.uint8).tobytes())
+    with pytest.raises(SourceError, match="noise.mp4: could not decode any frame"):
+        open_source(str(noise))
+
+
+def test_csi_without_gstreamer_says_so():
+    import cv2
+
+    if any(
+        line.split(":")[0].strip() == "GStreamer" and "YES" in line
+        for line in cv2.getBuildInformation().splitlines()
+    ):
+        pytest.skip("this OpenCV has GStreamer")
+    with pytest.raises(SourceError, match="no GStreamer support") as err:
+        open_source("csi://0")
+    assert "getBuildInformation" in str(err.value) and "connected" not in str(err.value)
 
 
 def test_wrong_file_type_and_missing_camera(tmp_path):
@@ -126,14 +246,7 @@ def test_folder_loop_and_errors(folder, tmp_path):
 
 
 def test_video_file_source(tmp_path):
-    import cv2
-
-    path = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
-    for v in range(5):
-        writer.write(np.full((24, 32, 3), (0, 0, 50 * v), np.uint8))  # BGR: red rises
-    writer.release()
-    src = open_source(str(path))
+    src = open_source(str(write_video(tmp_path / "clip.avi")))
     frames = list(iter(src.read, None))
     src.close()
     assert len(frames) == 5

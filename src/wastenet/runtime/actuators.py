@@ -1,17 +1,20 @@
 """Door actuators chosen by URI, behind one interface, and the class -> door map.
 
 ``open_actuator(uri, doors)`` gives ``pca9685://<bus>/<address>`` (real servos on a
-PCA9685 board through adafruit-circuitpython-servokit, the ``servo`` extra),
+PCA9685 board through adafruit-circuitpython-servokit, the ``servo`` extra; a bus
+number needs adafruit-extended-bus, ``pca9685://`` is the board's default bus),
 ``sim://`` (models the servo's delay, the paper's measured 0.646 s, and records
 every command) or ``log://`` (logs only). All share ``move(channel, angle)``,
 ``open_door(door, hold_s)``, ``close_door(door)`` and ``tick()``, which closes
 doors whose hold time ran out. A driver fault is logged, counted and survived.
+Each scheme takes only its own query options (``ACTUATOR_OPTIONS``), checked.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +26,7 @@ import yaml
 
 from wastenet.config import from_dict
 from wastenet.errors import ConfigError, WasteNetError
+from wastenet.runtime.uri import check_options, real, text
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,7 @@ def parse_door_map(data: dict, where: str = "doors") -> DoorMap:
     if not isinstance(classes, dict):
         raise ConfigError(f"{where}: 'classes' must map class names to door numbers")
     for name, door in classes.items():
-        if not isinstance(door, int) or door not in doors:
+        if not isinstance(door, int) or isinstance(door, bool) or door not in doors:
             raise ConfigError(f"{where}: class {name!r} -> door {door!r}, which is not defined")
     for door_id, spec in doors.items():
         if not 0 <= spec.channel <= 15:
@@ -81,7 +85,25 @@ def parse_door_map(data: dict, where: str = "doors") -> DoorMap:
     crop = data.get("crop_to_object", False)
     if not isinstance(crop, bool):
         raise ConfigError(f"{where}: crop_to_object must be true or false, not {crop!r}")
-    return DoorMap(dict(classes), doors, float(data.get("hold_s", 3.0)), crop)
+    hold = data.get("hold_s", 3.0)
+    if isinstance(hold, bool) or not isinstance(hold, int | float) or not 0 <= hold < math.inf:
+        raise ConfigError(f"{where}: hold_s must be a number of seconds >= 0, not {hold!r}")
+    return DoorMap({str(k): v for k, v in classes.items()}, doors, float(hold), crop)
+
+
+def check_door_classes(doors: DoorMap, labels: list[str], where: str = "door map") -> list[str]:
+    """Match the door map's class names with the model's labels, once at start-up.
+
+    A name the model does not have (a typo, another model's class) is a ConfigError;
+    the labels with no door are returned, for a warning: those items stay out.
+    """
+    unknown = sorted(set(doors.classes) - set(labels))
+    if unknown:
+        raise ConfigError(
+            f"{where}: class(es) {', '.join(map(repr, unknown))} are not labels of the model "
+            f"({', '.join(labels)}); fix the spelling or pass a door map for this model (--doors)"
+        )
+    return [label for label in labels if label not in doors.classes]
 
 
 def load_door_map(path: str | Path | None = None) -> DoorMap:
@@ -212,24 +234,37 @@ class SimActuator(Actuator):
 
 
 class PCA9685Actuator(Actuator):
-    """Real servos on a PCA9685 PWM board over I2C (the paper: bus 0, pulses 400-2600 us)."""
+    """Real servos on a PCA9685 PWM board over I2C (the paper: bus 0, pulses 400-2600 us).
+
+    ``bus=None`` is the board's default I2C bus (Blinka's ``board.I2C()``); a numbered
+    bus needs adafruit-extended-bus.
+    """
 
     servo_delay_s = PAPER_SERVO_DELAY_S
 
     def __init__(
         self,
         doors: DoorMap,
-        bus: int = 1,
+        bus: int | None = None,
         address: int = 0x40,
         kit_factory: Callable[..., object] | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         super().__init__(doors, clock)
+        where = f"PCA9685 at {address:#x} on " + (
+            "the board's default I2C bus" if bus is None else f"I2C bus {bus}"
+        )
         factory = kit_factory or _servokit_factory(bus)
         try:
             self.kit = factory(channels=16, address=address)
         except (OSError, ValueError, RuntimeError) as exc:
-            raise WasteNetError(f"PCA9685 on I2C bus {bus} at {address:#x}: {exc}") from exc
+            raise WasteNetError(f"{where}: {exc} (is I2C enabled and the board wired?)") from exc
+        except (AttributeError, NotImplementedError, ImportError) as exc:
+            # Blinka's `board` on a machine it does not know has no I2C pins (board.SCL...)
+            raise WasteNetError(
+                f"{where}: this machine has no I2C bus that Adafruit Blinka knows ({exc}); "
+                "run the bin on the board wired to the servos, or use --actuator sim://"
+            ) from exc
         for spec in doors.doors.values():
             servo = self.kit.servo[spec.channel]
             servo.set_pulse_width_range(spec.min_pulse_us, spec.max_pulse_us)
@@ -239,21 +274,26 @@ class PCA9685Actuator(Actuator):
         self.kit.servo[channel].angle = angle
 
 
-def _servokit_factory(bus: int) -> Callable[..., object]:
+def _servokit_factory(bus: int | None) -> Callable[..., object]:
     try:
         from adafruit_servokit import ServoKit
     except ImportError as exc:
         raise WasteNetError(
             "pca9685:// needs adafruit-circuitpython-servokit: pip install 'wastenet[servo]'"
         ) from exc
+    if bus is None:
+        return lambda channels, address: ServoKit(channels=channels, address=address)
+    try:  # a numbered bus (the paper's Jetson bus 0) is opened by adafruit-extended-bus
+        from adafruit_extended_bus import ExtendedI2C
+    except ImportError as exc:
+        raise WasteNetError(
+            f"pca9685://{bus}/...: a numbered I2C bus ({bus}) needs the adafruit-extended-bus "
+            "package: pip install adafruit-extended-bus (without it only the board's default "
+            "bus is reachable, as pca9685:// or pca9685:///0x40 with no bus number)"
+        ) from exc
 
     def factory(channels: int, address: int) -> object:
-        try:  # a numbered bus (Jetson bus 0) needs adafruit-extended-bus; else the board default
-            from adafruit_extended_bus import ExtendedI2C
-
-            return ServoKit(channels=channels, address=address, i2c=ExtendedI2C(bus))
-        except ImportError:
-            return ServoKit(channels=channels, address=address)
+        return ServoKit(channels=channels, address=address, i2c=ExtendedI2C(bus))
 
     return factory
 
@@ -264,36 +304,68 @@ class ActuatorSpec:
     options: dict = field(default_factory=dict)
 
 
+ACTUATOR_OPTIONS = {  # what each scheme's query may hold, and each value's rule
+    "sim": {"delay": real(0, note=" (seconds)"), "record": text},
+    "log": {},
+    "pca9685": {},
+}
+PCA9685_FORM = "pca9685://<i2c-bus>/<address>, e.g. pca9685://1/0x40 (pca9685:// = default bus)"
+
+
 def parse_actuator_uri(uri: str) -> ActuatorSpec:
+    """``sim://?delay=S&record=F``, ``log://`` or ``pca9685://[BUS][/ADDRESS]``, checked."""
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
-    options = dict(parse_qsl(parts.query))
+    if scheme not in ACTUATOR_OPTIONS:
+        raise ConfigError(
+            f"{uri}: unknown actuator; use pca9685://<bus>/<address>, sim:// or log://"
+        )
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    options = check_options(query, ACTUATOR_OPTIONS[scheme], uri, ConfigError)
     if scheme == "pca9685":
-        pieces = [p for p in (parts.netloc + parts.path).split("/") if p]
-        try:
-            bus = int(pieces[0]) if pieces else 1
-            address = int(pieces[1], 0) if len(pieces) > 1 else 0x40
-        except ValueError as exc:
-            raise ConfigError(
-                f"{uri}: expected pca9685://<i2c-bus>/<address>, e.g. pca9685://1/0x40"
-            ) from exc
-        return ActuatorSpec("pca9685", {"bus": bus, "address": address, **options})
-    if scheme in ("sim", "log"):
-        return ActuatorSpec(scheme, options)
-    raise ConfigError(f"{uri}: unknown actuator; use pca9685://<bus>/<address>, sim:// or log://")
+        return ActuatorSpec("pca9685", _pca9685_target(uri, parts.netloc, parts.path))
+    if (parts.netloc + parts.path).strip("/"):
+        raise ConfigError(f"{uri}: {scheme}:// takes options only, as in sim://?delay=0.646")
+    return ActuatorSpec(scheme, options)
 
 
-def open_actuator(uri: str, doors: DoorMap | None = None, **opts) -> Actuator:
-    """Open an actuator by URI: ``sim://?delay=0.646&record=cmds.jsonl``, ``log://``, ``pca9685://0/0x40``."""
+def _pca9685_target(uri: str, netloc: str, path: str) -> dict:
+    """The bus (None: the board's default) and the 7-bit I2C address of a PCA9685 URI."""
+    pieces = [p for p in path.split("/") if p]
+    try:
+        bus = int(netloc, 10) if netloc else None
+        address = int(pieces[0], 0) if pieces else 0x40
+    except ValueError as exc:
+        raise ConfigError(f"{uri}: expected {PCA9685_FORM}") from exc
+    if len(pieces) > 1 or (bus is not None and bus < 0):
+        raise ConfigError(f"{uri}: expected {PCA9685_FORM}")
+    if not 0x03 <= address <= 0x77:
+        raise ConfigError(f"{uri}: I2C address {address:#x} is outside 0x03..0x77")
+    return {"bus": bus, "address": address}
+
+
+def open_actuator(
+    uri: str,
+    doors: DoorMap | None = None,
+    *,
+    clock: Callable[[], float] = time.perf_counter,
+    kit_factory: Callable[..., object] | None = None,
+) -> Actuator:
+    """Open an actuator by URI: ``sim://?delay=0.646&record=cmds.jsonl``, ``log://``, ``pca9685://0/0x40``.
+
+    ``clock`` and ``kit_factory`` (a ServoKit stand-in) are for tests and benchmarks.
+    """
     spec = parse_actuator_uri(uri)
     doors = doors or load_door_map()
-    o = {**spec.options, **opts}
+    o = spec.options
     if spec.kind == "sim":
+        record = o.get("record")
         try:
-            delay = float(o.pop("delay", PAPER_SERVO_DELAY_S))
-        except ValueError as exc:
-            raise ConfigError(f"{uri}: delay must be seconds") from exc
-        return SimActuator(doors, delay_s=delay, record_path=o.pop("record", None), **o)
+            return SimActuator(doors, o.get("delay", PAPER_SERVO_DELAY_S), record, clock)
+        except OSError as exc:
+            raise ConfigError(
+                f"{uri}: cannot write the record file {record} ({exc.strerror or exc})"
+            ) from exc
     if spec.kind == "log":
-        return LogActuator(doors, **o)
-    return PCA9685Actuator(doors, **o)
+        return LogActuator(doors, clock)
+    return PCA9685Actuator(doors, o["bus"], o["address"], kit_factory, clock)

@@ -7,8 +7,10 @@ TrashNet samples, replayed as a camera would see them, with simulated servos.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from wastenet.classes import CONFIDENCE_THRESHOLD
-from wastenet.errors import WasteNetError
+from wastenet.errors import ConfigError, WasteNetError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,69 @@ class BinOptions:
     run_dir: str | None = None
     max_frames: int | None = None
 
+    def check(self) -> None:
+        """Every number in range before anything opens; a ConfigError names the option."""
+        _require(_whole(self.vote, 1), f"--vote {self.vote!r}: the vote window must be >= 1")
+        _require(
+            _real(self.threshold, 0, 1),
+            f"--threshold {self.threshold!r}: must be a finite number in [0, 1]",
+        )
+        _require(
+            _real(self.min_share, 0, 1) and self.min_share < 1,
+            f"--min-share {self.min_share!r}: must be a finite number in [0, 1)",
+        )
+        _require(
+            _real(self.gate_threshold, 0, 1) and 0 < self.gate_threshold < 1,
+            f"--gate-threshold {self.gate_threshold!r}: the changed-pixel share must be "
+            "a finite number in (0, 1)",
+        )
+        _require(
+            self.mjpeg_port is None or _whole(self.mjpeg_port, 1, 65535),
+            f"--mjpeg-port {self.mjpeg_port!r}: a TCP port is 1..65535",
+        )
+        _require(
+            self.store_quota_mb is None
+            or (_real(self.store_quota_mb, 0, math.inf) and self.store_quota_mb > 0),
+            f"--store-quota-mb {self.store_quota_mb!r}: must be a finite number of MB > 0",
+        )
+        _require(
+            self.max_frames is None or _whole(self.max_frames, 0),
+            f"--max-frames {self.max_frames!r}: must be >= 0",
+        )
+        if self.store:
+            from wastenet.runtime.store import SamplePolicy
+
+            SamplePolicy.parse(self.store_policy, self.threshold)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _whole(value, lo: int, hi: int | None = None) -> bool:
+    ok_type = isinstance(value, int) and not isinstance(value, bool)
+    return ok_type and lo <= value and (hi is None or value <= hi)
+
+
+def _real(value, lo: float, hi: float) -> bool:
+    ok_type = isinstance(value, int | float) and not isinstance(value, bool)
+    return ok_type and math.isfinite(value) and lo <= value <= hi
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """Create the run folder and write a probe in it, so a bad --run-dir fails before the run."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir}: is a file; give a folder for the run's timings")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"--run-dir {run_dir}: cannot write there ({exc.strerror or exc})"
+        ) from exc
+
 
 def _missing_model_message(path: Path) -> str:
     return (
@@ -67,27 +132,26 @@ def run_bin(
     ``engine`` replaces loading ``opts.model`` (tests and benchmarks pass their own).
     """
     from wastenet.accelerate import load_engine
-    from wastenet.runtime.actuators import load_door_map, open_actuator
+    from wastenet.runtime.actuators import open_actuator
     from wastenet.runtime.gate import GateConfig, PresenceGate
     from wastenet.runtime.loop import BinLoop
     from wastenet.runtime.sources import open_source
     from wastenet.runtime.timings import TimingsWriter
     from wastenet.runtime.vote import MajorityVote
 
+    opts.check()
     model = Path(opts.model) if opts.model else DEFAULT_MODEL
     if engine is None:
         if not model.exists():
             raise WasteNetError(_missing_model_message(model))
         engine = load_engine(model)
-    doors = load_door_map(opts.doors or DEFAULT_DOORS)
-    missing = [c for c in engine.meta.labels if c not in doors.classes]
-    if missing:
-        print_fn(f"note: no door for {', '.join(missing)}; those items stay out")
+    doors = _load_doors(opts, engine, print_fn)
     try:
         vote = MajorityVote(opts.vote, opts.threshold, opts.min_share)
     except ValueError as exc:
         raise WasteNetError(str(exc)) from exc
     run_dir = Path(opts.run_dir or Path("runs") / "bin" / time.strftime("%Y%m%d-%H%M%S"))
+    prepare_run_dir(run_dir)
     parts: list = []  # closed in reverse order, whatever happens
     stop = stop or threading.Event()
     previous = _install_signal_handlers(stop)
@@ -113,16 +177,7 @@ def run_bin(
                 ),
             )
         )
-
-        def announce(act) -> None:
-            writer.actuation({**asdict(act), "queue_s": act.queue_s})
-            where = f"door {act.door}" if act.door is not None else "no door"
-            status = "opened" if act.ok else "FAILED (driver fault)"
-            print_fn(
-                f"frame {act.frame_index:5d}: {act.label:<9s} -> {where} {status}"
-                f" (queue {act.queue_s * 1000:.0f} ms + servo {act.servo_delay_s * 1000:.0f} ms)"
-            )
-
+        announce = _announcer(writer, print_fn)
         gate = PresenceGate(GateConfig(threshold=opts.gate_threshold)) if opts.gate else None
         crop = doors.crop_to_object if opts.crop_to_object is None else opts.crop_to_object
         loop = BinLoop(
@@ -140,6 +195,37 @@ def run_bin(
     print_summary(summary, opts.vote, print_fn)
     print_fn(f"run folder: {run_dir} (wastenet latency --run {run_dir})")
     return summary
+
+
+def _load_doors(opts: BinOptions, engine, print_fn: Callable[[str], None]):
+    """The door map, its class names checked against the model's labels once, at start-up."""
+    from wastenet.runtime.actuators import check_door_classes, load_door_map
+
+    path = opts.doors or DEFAULT_DOORS
+    doors = load_door_map(path)
+    missing = check_door_classes(doors, list(engine.meta.labels), str(path))
+    if missing:
+        print_fn(f"warning: no door for {', '.join(missing)} in {path}; those items stay out")
+    return doors
+
+
+def _announcer(writer, print_fn: Callable[[str], None]) -> Callable:
+    """Records each door decision and prints it: the door opened, a driver fault, or no door."""
+
+    def announce(act) -> None:
+        writer.actuation({**asdict(act), "queue_s": act.queue_s})
+        if act.door is None:  # the model's class has no door in the map: the item stays out
+            print_fn(
+                f"frame {act.frame_index:5d}: {act.label:<9s} -> no door for class {act.label}"
+            )
+            return
+        status = "opened" if act.ok else "FAILED (driver fault)"
+        print_fn(
+            f"frame {act.frame_index:5d}: {act.label:<9s} -> door {act.door} {status}"
+            f" (queue {act.queue_s * 1000:.0f} ms + servo {act.servo_delay_s * 1000:.0f} ms)"
+        )
+
+    return announce
 
 
 def _display_hooks(opts: BinOptions, actuator, parts: list) -> list:

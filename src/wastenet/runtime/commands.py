@@ -21,29 +21,34 @@ def register(subparsers, formatter_class) -> None:
     )
     run.add_argument(
         "--source",
-        help="csi://N, /dev/videoN, v4l2://N, rtsp://..., a video or "
-        "an image folder (?fps=&hold=&gap=&background=); default: bundled samples",
+        help="csi://N[?width=&height=&framerate=&flip-method=], /dev/videoN, v4l2://N, "
+        "rtsp://..., a video (clip.mp4 or file://clip.mp4) or an image folder "
+        "(?fps=&hold=&gap=&loop=&size=WxH&background=); default: bundled samples",
     )
     run.add_argument("--model", help="model artifact (.onnx, ...); default: the bundled one")
     run.add_argument(
         "--actuator",
         default="sim://",
-        help="sim://[?delay=S&record=F], log:// or pca9685://BUS/ADDR",
+        help="sim://[?delay=S&record=F], log:// or pca9685://[BUS][/ADDR] (a BUS number "
+        "needs adafruit-extended-bus; none: the board's default bus)",
     )
     run.add_argument("--doors", help="class -> door YAML; default: the paper's three doors")
-    run.add_argument("--vote", type=int, default=10, help="majority-vote window N")
+    run.add_argument("--vote", type=int, default=10, help="majority-vote window N (>= 1)")
     run.add_argument(
         "--threshold",
         type=float,
         default=CONFIDENCE_THRESHOLD,
-        help="minimum top probability of a vote",
+        help="minimum top probability of a vote, in [0, 1]",
     )
     run.add_argument(
         "--min-share", type=float, default=0.5, help="winner needs more than this share of N"
     )
     run.add_argument("--no-gate", action="store_true", help="infer every frame (no presence gate)")
     run.add_argument(
-        "--gate-threshold", type=float, default=0.03, help="changed-pixel share meaning 'present'"
+        "--gate-threshold",
+        type=float,
+        default=0.03,
+        help="changed-pixel share meaning 'present', in (0, 1)",
     )
     run.add_argument(
         "--crop-to-object",
@@ -55,10 +60,14 @@ def register(subparsers, formatter_class) -> None:
     run.add_argument(
         "--headless", action="store_true", default=None, help="no window (default when no display)"
     )
-    run.add_argument("--mjpeg-port", type=int, help="serve the overlay as MJPEG on 127.0.0.1:PORT")
+    run.add_argument(
+        "--mjpeg-port", type=int, help="serve the overlay as MJPEG on 127.0.0.1:PORT (1..65535)"
+    )
     run.add_argument("--store", help="sample store folder for retraining (off when not given)")
     run.add_argument("--store-policy", default="uncertain", help="all, uncertain or every:K")
-    run.add_argument("--store-quota-mb", type=float, help="evict oldest samples beyond this size")
+    run.add_argument(
+        "--store-quota-mb", type=float, help="evict oldest samples beyond this size (> 0)"
+    )
     run.add_argument("--run-dir", help="where timings go (default runs/bin/<time>)")
     run.add_argument("--max-frames", type=int, help="stop after this many frames")
     run.set_defaults(func=_run)

@@ -1,7 +1,8 @@
 """Frame sources chosen by one URI (DESIGN.md pattern 1, after jetson-inference's videoSource).
 
 ``open_source(uri)`` turns ``csi://0``, ``/dev/video0``, ``v4l2://0``, ``rtsp://...``,
-``clip.mp4`` or an image folder into a ``FrameSource`` whose ``read()`` returns the
+``clip.mp4`` (or ``file://clip.mp4``) or an image folder (URI parsing and option
+checks: ``wastenet.runtime.uri``) into a ``FrameSource`` whose ``read()`` returns the
 next ``Frame`` (RGB uint8, capture timestamp, index) or ``None`` at the end.
 Cameras are wrapped in ``ReconnectingSource``: a camera that disappears is retried
 with exponential backoff and reported, and the run ends cleanly after N failures.
@@ -16,16 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
 from wastenet.errors import SourceError
+from wastenet.runtime.uri import (  # noqa: F401  (SourceSpec, parse_source_uri: public here too)
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    SourceSpec,
+    check_source_options,
+    parse_source_uri,
+)
 
 log = logging.getLogger(__name__)
-
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 @dataclass
@@ -39,62 +43,6 @@ class FrameSource(Protocol):
     def read(self) -> Frame | None: ...
 
     def close(self) -> None: ...
-
-
-# ---------------------------------------------------------------- URI parsing
-
-
-@dataclass
-class SourceSpec:
-    kind: str  # csi | v4l2 | rtsp | video | folder
-    target: str  # sensor id, device index, URL or path
-    options: dict
-
-
-def parse_source_uri(uri: str) -> SourceSpec:
-    """Classify a source URI; query parameters (``?fps=20&hold=10``) become options."""
-    if not uri:
-        raise SourceError(
-            "empty source URI; try csi://0, /dev/video0, rtsp://host/path or a folder"
-        )
-    parts = urlsplit(uri)
-    scheme = parts.scheme.lower()
-    options = dict(parse_qsl(parts.query))
-    if scheme == "csi":
-        sensor = parts.netloc or parts.path.strip("/") or "0"
-        if not sensor.isdigit():
-            raise SourceError(f"{uri}: the CSI sensor id must be a number, as in csi://0")
-        return SourceSpec("csi", sensor, options)
-    if scheme == "v4l2":
-        dev = parts.netloc or parts.path.strip("/")
-        dev = dev.removeprefix("dev/video")
-        if not dev.isdigit():
-            raise SourceError(f"{uri}: expected v4l2://N with a device number N")
-        return SourceSpec("v4l2", dev, options)
-    if scheme in ("rtsp", "rtsps", "rtmp", "http", "https"):
-        return SourceSpec("rtsp", uri.split("#")[0], options)
-    if scheme in ("", "file"):
-        path_text = parts.path if scheme == "file" else uri.split("?")[0]
-        if path_text.startswith("/dev/video"):
-            dev = path_text.removeprefix("/dev/video")
-            if not dev.isdigit():
-                raise SourceError(f"{uri}: expected /dev/videoN")
-            return SourceSpec("v4l2", dev, options)
-        path = Path(path_text).expanduser()
-        if not path.exists():
-            raise SourceError(f"{path}: no such file or folder to read frames from")
-        if path.is_dir():
-            return SourceSpec("folder", str(path), options)
-        suffix = path.suffix.lower()
-        if suffix in VIDEO_SUFFIXES:
-            return SourceSpec("video", str(path), options)
-        if suffix in IMAGE_SUFFIXES:
-            return SourceSpec("folder", str(path), options)
-        raise SourceError(f"{path}: not a video ({', '.join(sorted(VIDEO_SUFFIXES))}) or image")
-    raise SourceError(
-        f"{uri}: unknown source scheme {scheme!r}; use csi://N, v4l2://N, /dev/videoN, "
-        "rtsp://..., a video file or an image folder"
-    )
 
 
 def gstreamer_csi_pipeline(
@@ -237,11 +185,13 @@ class CaptureSource:
         self._index = 0
         self.reopen()
 
+    open_hint = "cannot open (is it connected and free?)"
+
     def reopen(self) -> None:
         self.close()
         cap = self._open_capture()
         if cap is None or not cap.isOpened():
-            raise SourceError(f"{self.name}: cannot open (is it connected and free?)")
+            raise SourceError(f"{self.name}: {self.open_hint}")
         self._cap = cap
 
     def read(self) -> Frame | None:
@@ -260,6 +210,44 @@ class CaptureSource:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+class VideoFileSource(CaptureSource):
+    """A video file: one that yields no frame at all is damaged, not finished."""
+
+    open_hint = (
+        "could not decode any frame: not a video this OpenCV can read "
+        "(damaged or truncated file, or a codec its FFmpeg lacks)"
+    )
+
+    def __init__(self, path: str) -> None:
+        import cv2
+
+        super().__init__(lambda: cv2.VideoCapture(path), path)
+
+    def read(self) -> Frame | None:
+        frame = super().read()
+        if frame is None and self._index == 0 and self._cap is not None:
+            raise SourceError(
+                f"{self.name}: could not decode any frame (damaged or truncated file, "
+                "or a codec this OpenCV's FFmpeg lacks)"
+            )
+        return frame
+
+
+def require_gstreamer(uri: str) -> None:
+    """csi:// needs an OpenCV built with GStreamer (JetPack's has it, pip's wheel has not)."""
+    import cv2
+
+    for line in cv2.getBuildInformation().splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "GStreamer" and value.strip().upper().startswith("YES"):
+            return
+    raise SourceError(
+        f"{uri}: this OpenCV ({cv2.__version__}) has no GStreamer support, which the CSI "
+        "camera pipeline needs (cv2.getBuildInformation() does not say 'GStreamer: YES'); "
+        "on a Jetson use JetPack's OpenCV (python3-opencv) rather than the opencv-python wheel"
+    )
 
 
 class LatestFrameBuffer:
@@ -395,43 +383,41 @@ class ReconnectingSource:
             self.inner = None
 
 
-def _int_opt(options: dict, key: str, default: int) -> int:
-    try:
-        return int(options.get(key, default))
-    except (TypeError, ValueError) as exc:
-        raise SourceError(f"source option {key}={options[key]!r} is not a whole number") from exc
+RETRY_OPTIONS = ("max_failures", "backoff_s", "on_report")
 
 
 def open_source(uri: str, **opts) -> FrameSource:
-    """Open a frame source by URI; keyword options override the URI's query parameters."""
+    """Open a frame source by URI; keyword options override the URI's query parameters.
+
+    Options are checked as URI options are (``uri.SOURCE_OPTIONS``); ``max_failures``,
+    ``backoff_s`` and ``on_report`` tune a camera's reconnection.
+    """
     import cv2
 
     spec = parse_source_uri(str(uri))
-    merged = {**spec.options, **{k: v for k, v in opts.items() if v is not None}}
-    o = {k.replace("-", "_"): v for k, v in merged.items()}
-    retry = {k: o.pop(k) for k in ("max_failures", "backoff_s", "on_report") if k in o}
+    given = {k.replace("-", "_"): v for k, v in opts.items() if v is not None}
+    retry = {k: given.pop(k) for k in RETRY_OPTIONS if k in given}
+    o = {**spec.options, **check_source_options(spec.kind, given, str(uri))}
     if spec.kind == "folder":
-        size = o.get("size", (384, 288))
-        if isinstance(size, str):
-            size = tuple(int(v) for v in size.lower().split("x"))
         return ImageFolderSource(
             spec.target,
-            fps=float(o.get("fps", 0)),
-            hold=_int_opt(o, "hold", 1),
-            gap=_int_opt(o, "gap", 0),
+            fps=o.get("fps", 0.0),
+            hold=o.get("hold", 1),
+            gap=o.get("gap", 0),
             background=o.get("background"),
-            size=size,
-            loop=_int_opt(o, "loop", 1),
+            size=o.get("size", (384, 288)),
+            loop=o.get("loop", 1),
         )
     if spec.kind == "video":
-        return CaptureSource(lambda: cv2.VideoCapture(spec.target), spec.target)
+        return VideoFileSource(spec.target)
     if spec.kind == "csi":
+        require_gstreamer(str(uri))
         pipeline = gstreamer_csi_pipeline(
             int(spec.target),
-            width=_int_opt(o, "width", 384),
-            height=_int_opt(o, "height", 288),
-            framerate=_int_opt(o, "framerate", 30),
-            flip_method=_int_opt(o, "flip_method", 0),
+            width=o.get("width", 384),
+            height=o.get("height", 288),
+            framerate=o.get("framerate", 30),
+            flip_method=o.get("flip_method", 0),
         )
         name = f"CSI camera {spec.target}"
 
@@ -451,7 +437,7 @@ def open_source(uri: str, **opts) -> FrameSource:
                     (cv2.CAP_PROP_FRAME_HEIGHT, "height"),
                 ):
                     if key in o:
-                        cap.set(prop, _int_opt(o, key, 0))
+                        cap.set(prop, o[key])
                 return cap
 
             return CaptureSource(open_v4l2, name)
