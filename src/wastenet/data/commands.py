@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -165,11 +166,25 @@ def _check_existing(out: Path, new) -> None:
     )
 
 
+def check_out_folder(out: Path) -> None:
+    """``--out`` must be a folder, or one that can be made: checked before any work."""
+    if out.exists() and not out.is_dir():
+        raise WasteNetError(f"--out {out}: exists and is not a folder (give a folder path)")
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise WasteNetError(f"--out {out}: {parent} is a file, so the folder cannot be made")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise WasteNetError(f"--out {out}: {parent} is not writable")
+
+
 def cmd_split(args) -> int:
     from wastenet.data.manifest import load_manifest
     from wastenet.data.split import build_split, count_table, format_table
     from wastenet.data.validate import report_text, write_report
 
+    check_out_folder(args.out)
     previous = load_manifest(args.keep_splits_from) if args.keep_splits_from else None
 
     result = build_split(
@@ -257,6 +272,8 @@ def cmd_backgrounds(args) -> int:
         f"{done['written']} backgrounds from {done['photos']} photos written to {done['out']} "
         f"({done['skipped']} photos had no free region of {args.min_share:.0%} of each side)"
     )
+    for line in done["too_large"]:
+        print(f"skipped {line}")
     return 0
 
 

@@ -193,14 +193,12 @@ def _photo_records(
     photo: DetectionPhoto, names: list[str], cfg: CropConfig, crops_dir: Path, index
 ) -> None:
     """Read one photo's labels and write its crops (or reuse fresh ones)."""
-    from PIL import Image
-
-    from wastenet.imageio import read_rgb
+    from wastenet.imageio import open_checked, read_rgb
 
     try:
-        with Image.open(photo.image) as img:
+        with open_checked(photo.image) as img:  # header only; over the pixel budget: skipped
             width, height = img.size
-    except OSError as exc:
+    except (OSError, WasteNetError) as exc:
         index.bad_lines.append({"file": str(photo.image), "line": 0, "reason": str(exc)})
         return
     rgb = None
@@ -292,9 +290,7 @@ def write_backgrounds(
 ) -> dict:
     """Cut each labelled photo's largest box-free region into ``out`` (one JPEG a photo,
     one photo per group: Roboflow copies would repeat it)."""
-    from PIL import Image
-
-    from wastenet.imageio import read_rgb
+    from wastenet.imageio import open_checked, read_rgb
 
     photos = find_photos(root)
     if progress:
@@ -302,14 +298,19 @@ def write_backgrounds(
 
         photos = tqdm(photos, desc=f"backgrounds {root.name}", unit="photo")
     seen: set[str] = set()
+    too_large: list[str] = []
     written = skipped = 0
     out.mkdir(parents=True, exist_ok=True)
     for photo in photos:
         if photo.group in seen or not photo.labels.is_file():
             continue
         seen.add(photo.group)
-        with Image.open(photo.image) as img:
-            width, height = img.size
+        try:
+            with open_checked(photo.image) as img:  # header only: the pixel budget
+                width, height = img.size
+        except WasteNetError as exc:  # over the budget: never decoded, listed
+            too_large.append(f"{photo.image}: {exc}")
+            continue
         lines = [ln for ln in photo.labels.read_text().splitlines() if ln.strip()]
         try:
             boxes = [parse_yolo_line(ln, width, height, len(names)) for ln in lines]
@@ -322,4 +323,10 @@ def write_backgrounds(
             continue
         _write_crop(read_rgb(photo.image), window, out / f"{photo.group}.jpg")
         written += 1
-    return {"photos": len(seen), "written": written, "skipped": skipped, "out": str(out)}
+    return {
+        "photos": len(seen),
+        "written": written,
+        "skipped": skipped,
+        "too_large": too_large,
+        "out": str(out),
+    }

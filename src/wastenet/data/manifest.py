@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from wastenet.meta import file_sha256
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,8 @@ def load_manifest(path: str | Path) -> Manifest:
         raise WasteNetError(f"{path}: made by a newer WasteNet; upgrade wastenet to read it")
     try:
         manifest = Manifest(
-            all_items=[Item.from_dict(d) for d in data["items"]],
-            ood=[Item.from_dict(d) for d in data.get("ood", [])],
+            all_items=_read_items(data["items"], path, "items"),
+            ood=_read_items(data.get("ood", []), path, "ood"),
             seed=int(data.get("seed", 0)),
             folds=int(data.get("folds", 5)),
             ratios=tuple(data.get("ratios", (0.72, 0.18, 0.10))),
@@ -162,6 +164,25 @@ def load_manifest(path: str | Path) -> Manifest:
     if stored and stored != manifest.hash:
         raise WasteNetError(f"{path}: manifest content does not match its hash (edited by hand?)")
     return manifest
+
+
+def _read_items(entries: object, path: Path, key: str) -> list[Item]:
+    """The items of one list; each must carry the sha256 of its file's content."""
+    if not isinstance(entries, list):
+        raise WasteNetError(f"{path}: '{key}' must be a list of items")
+    items = []
+    for k, d in enumerate(entries):
+        if not isinstance(d, dict):
+            raise WasteNetError(f"{path}: {key}[{k}] is not an item object")
+        where = f"{key}[{k}] ({d['path']})" if d.get("path") else f"{key}[{k}]"
+        sha = d.get("sha256")
+        if not isinstance(sha, str) or not SHA256_HEX.fullmatch(sha):
+            raise WasteNetError(
+                f"{path}: {where} has no valid sha256 (64 lowercase hex digits of its "
+                f"content, got {sha!r}); re-run 'wastenet data split'"
+            )
+        items.append(Item.from_dict(d))
+    return items
 
 
 def check_files(manifest: Manifest) -> dict[str, list[str]]:

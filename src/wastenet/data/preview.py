@@ -75,6 +75,7 @@ def preview(
 ) -> Path:
     """Write a PNG grid of ``n`` augmented samples (or, with ``masks``, of the objects the
     background swap would cut out, over green; dimmed where no clean mask exists)."""
+    out = check_out_image(Path(out))
     rng = np.random.default_rng(seed)
     augmenter = Augmenter(make_preset(preset, zoom))
     if n < 1:
@@ -84,8 +85,23 @@ def preview(
         images = [mask_view(fit_image(read_rgb(p), size_hw)) for p in paths]
     else:
         images = [augmenter(fit_image(read_rgb(p), size_hw), rng) for p in paths]
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), tile(images)[:, :, ::-1]):
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        written = cv2.imwrite(str(out), tile(images)[:, :, ::-1])
+    except (OSError, cv2.error) as exc:
+        raise WasteNetError(f"{out}: cannot write the preview image ({exc})") from exc
+    if not written:
         raise WasteNetError(f"{out}: cannot write the preview image")
+    return out
+
+
+def check_out_image(out: Path) -> Path:
+    """``--out`` must be an image file path (grid.png), not a folder: checked up front."""
+    if out.is_dir():
+        raise WasteNetError(f"--out {out}: is a folder; give an image file path such as grid.png")
+    if out.suffix.lower() not in _SUFFIXES:
+        raise WasteNetError(
+            f"--out {out}: must be an image file path ending "
+            f"{', '.join(sorted(_SUFFIXES))} (e.g. grid.png)"
+        )
     return out

@@ -12,6 +12,8 @@ map the dataset's class names the same way, and every class must be mapped.
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +81,8 @@ class SourceIndex:
     unknown_folders: list[dict] = field(default_factory=list)
     ignored_folders: list[dict] = field(default_factory=list)
     stray_files: list[str] = field(default_factory=list)
+    # folders (and links) not entered: symlink loops, unreadable folders, broken links
+    skipped_folders: list[dict] = field(default_factory=list)
     detection: list[dict] = field(default_factory=list)  # per detection source: kept, dropped
 
 
@@ -174,18 +178,79 @@ def rule_for(source: Source, folder: str) -> FolderRule | None:
     return default_rule(folder)
 
 
+def link_reason(link: Path) -> str:
+    """Why a symlink is not entered: a loop, a link to a folder, or a broken link."""
+    try:
+        link.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop (it never resolves), not followed"
+        return f"broken symlink ({exc.strerror}), skipped"
+    target = Path(os.path.realpath(link))
+    home = Path(os.path.realpath(link.parent))
+    if target == home or target in home.parents:
+        return f"symlink loop (back to {target}), not followed"
+    return f"symlink to a folder ({target}), not followed: link its files or the class folder"
+
+
+def list_files(folder: Path, skipped: list[dict]) -> list[Path]:
+    """Every non-hidden file under ``folder``, sorted. Symlinked sub-folders are not
+    entered (so a symlink loop ends at once); they, broken links and unreadable folders
+    go to ``skipped`` with the reason, never dropped without a word."""
+    files = []
+
+    def unreadable(exc: OSError) -> None:
+        skipped.append({"path": str(exc.filename), "reason": f"unreadable ({exc.strerror})"})
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
+        base = Path(dirpath)
+        for name in dirnames:
+            if (base / name).is_symlink():  # os.walk does not follow it
+                skipped.append({"path": str(base / name), "reason": link_reason(base / name)})
+        for name in filenames:
+            path = base / name
+            if name.startswith("."):
+                continue
+            if path.is_file():
+                files.append(path)
+            elif path.is_symlink():
+                skipped.append({"path": str(path), "reason": link_reason(path)})
+    return sorted(files)
+
+
+def _top_entries(source: Source, index: SourceIndex) -> list[Path]:
+    """The source root's entries; an unreadable root is an error, a looping link is listed."""
+    try:
+        entries = sorted(source.root.iterdir())
+    except OSError as exc:
+        raise WasteNetError(
+            f"{source.root}: cannot read the source folder ({exc.strerror})"
+        ) from exc
+    kept = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_symlink() and (not entry.exists() or entry.resolve() in entry.parents):
+            reason = link_reason(entry)
+            index.skipped_folders.append(
+                {"source": source.name, "path": str(entry), "reason": reason}
+            )
+            continue
+        kept.append(entry)
+    return kept
+
+
 def index_source(source: Source, index: SourceIndex | None = None) -> SourceIndex:
     """List every file under the source's folders in sorted (filesystem-independent) order."""
     index = index or SourceIndex()
-    for entry in sorted(source.root.iterdir()):
-        if entry.name.startswith("."):
-            continue
+    for entry in _top_entries(source, index):
         if entry.is_file():
             index.stray_files.append(str(entry))
             continue
         if not entry.is_dir():
             continue
-        files = sorted(p for p in entry.rglob("*") if p.is_file() and not p.name.startswith("."))
+        skipped: list[dict] = []
+        files = list_files(entry, skipped)
         rule = rule_for(source, entry.name)
         if rule is None:
             index.unknown_folders.append(
@@ -197,6 +262,7 @@ def index_source(source: Source, index: SourceIndex | None = None) -> SourceInde
                 {"source": source.name, "folder": str(entry), "files": len(files)}
             )
             continue
+        index.skipped_folders.extend({"source": source.name, **s} for s in skipped)
         index.files.extend(SourceFile(p.resolve(), source.name, entry.name, rule) for p in files)
     return index
 

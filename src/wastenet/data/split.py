@@ -9,6 +9,7 @@ by a seeded RNG: the same files and seed always give the same manifest.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -44,10 +45,19 @@ def split_targets(n: int, ratios: tuple[float, float, float]) -> list[int]:
 
 
 def _check_ratios(ratios) -> tuple[float, float, float]:
-    ratios = tuple(float(r) for r in ratios)
-    if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1.0) > 1e-6:
+    try:
+        ratios = tuple(float(r) for r in ratios)
+    except (TypeError, ValueError) as exc:
+        raise WasteNetError(f"--ratios must be three numbers, got {ratios!r}") from exc
+    if (
+        len(ratios) != 3
+        or not all(math.isfinite(r) for r in ratios)  # nan slips past < and > tests
+        or min(ratios) < 0
+        or abs(sum(ratios) - 1.0) > 1e-6
+    ):
         raise WasteNetError(
-            f"--ratios must be three non-negative numbers summing to 1, got {ratios}"
+            f"--ratios must be three finite, non-negative numbers summing to 1, got "
+            f"{' '.join(f'{r:g}' for r in ratios)}"
         )
     return ratios
 
@@ -187,6 +197,7 @@ def build_split(
         "unknown_folders": index.unknown_folders,
         "ignored_folders": index.ignored_folders,
         "stray_files": index.stray_files,
+        "skipped_folders": index.skipped_folders,
         "detection": index.detection,
         "sizes": summarise_sizes(checks),
     }

@@ -1,8 +1,9 @@
 """Check every file once: usable, usable after conversion, or rejected with a reason.
 
 One pass per file (run in a pool of 2 processes) does everything the split needs:
-PIL ``verify`` (structure) and a full ``load`` (catches truncation), the mode and EXIF
-checks, the content sha256, and the dihedral perceptual hashes for near-duplicates.
+the pixel budget read from the header (an image over ``MAX_PIXELS`` is rejected, never
+decoded), PIL ``verify`` (structure) and a full ``load`` (catches truncation), the mode
+and EXIF checks, the content sha256, and the dihedral perceptual hashes for near-duplicates.
 Nothing is dropped silently: a rejected file is listed with its reason.
 """
 
@@ -20,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from wastenet.data.dedup import dihedral_phashes
 from wastenet.errors import WasteNetError
-from wastenet.imageio import read_rgb
+from wastenet.imageio import open_checked, read_rgb
 
 MIN_SIDE = 32  # smaller images carry too little to classify
 EXIF_ORIENTATION = 0x0112
@@ -81,12 +82,15 @@ def check_file(path: str | Path) -> FileCheck:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as img:
+            with open_checked(io.BytesIO(data)) as img:  # header only: the pixel budget
                 img.verify()
             with Image.open(io.BytesIO(data)) as img:
                 img.load()
                 result.converted = _conversions(img, path)
                 result.size_wh = img.size
+    except WasteNetError as exc:  # over the pixel budget: rejected without decoding
+        result.reason = str(exc)
+        return result
     except UnidentifiedImageError:
         result.reason = "not an image (unrecognised format)"
         return result
@@ -162,6 +166,8 @@ def report_text(report: dict) -> str:
         lines.append(f"  ignored folder {u['folder']} ({u['files']} files)")
     for s in report.get("stray_files", []):
         lines.append(f"  stray file outside any class folder: {s}")
+    for s in report.get("skipped_folders", []):
+        lines.append(f"  SKIPPED {s['path']}: {s['reason']}")
     for d in report.get("detection", []):
         lines.extend(detection_lines(d))
     return "\n".join(lines) + "\n"
