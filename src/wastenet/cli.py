@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from wastenet import __version__
-from wastenet.errors import WasteNetError
+from wastenet.errors import ExitCode, WasteNetError
 
 COMMAND_MODULES = (
     "wastenet.data.commands",
@@ -45,16 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 0
+        return ExitCode.OK
     try:
         result = args.func(args)
     except WasteNetError as exc:
         print(f"wastenet: error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     except KeyboardInterrupt:
         print("wastenet: interrupted", file=sys.stderr)
-        return 130
-    return int(result or 0)
+        return ExitCode.INTERRUPTED
+    return int(result or ExitCode.OK)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,23 @@
-"""Errors a user can cause. The CLI prints their message alone, without a traceback."""
+"""Errors a user can cause, and the exit codes of the ``wastenet`` command.
+
+The CLI prints a ``WasteNetError``'s message alone, without a traceback.
+"""
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What ``wastenet`` returns (listed in the README under "Exit codes").
+
+    A supervisor such as systemd (``Restart=on-failure``) restarts on any of the
+    non-zero ones; only ``OK`` means the run ended as asked.
+    """
+
+    OK = 0  # done: the source ended, --max-frames was reached, or SIGINT/SIGTERM stopped it
+    FAILED = 1  # an unexpected error: a bug (Python prints its traceback)
+    BAD_INPUT = 2  # a WasteNetError: bad option, path, model, door map, source URI...
+    SOURCE_LOST = 3  # `wastenet run`: the camera or stream failed every reconnect attempt
+    INTERRUPTED = 130  # Ctrl-C outside the bin's own handling (128 + SIGINT)
 
 
 class WasteNetError(Exception):

@@ -6,7 +6,9 @@ number needs adafruit-extended-bus, ``pca9685://`` is the board's default bus),
 ``sim://`` (models the servo's delay, the paper's measured 0.646 s, and records
 every command) or ``log://`` (logs only). All share ``move(channel, angle)``,
 ``open_door(door, hold_s)``, ``close_door(door)`` and ``tick()``, which closes
-doors whose hold time ran out. A driver fault is logged, counted and survived.
+doors whose hold time ran out; ``start_timer()`` ticks on the wall clock in a thread
+of its own, so a door closes on time whether frames come or not (the bin starts it).
+A driver fault is logged, counted and survived.
 Each scheme takes only its own query options (``ACTUATOR_OPTIONS``), checked.
 """
 
@@ -31,6 +33,7 @@ from wastenet.runtime.uri import check_options, real, text
 log = logging.getLogger(__name__)
 
 PAPER_SERVO_DELAY_S = 0.646  # section 5.6: classification-to-servo delay minus the queue
+TIMER_PERIOD_S = 0.1  # the door timer's tick: a door closes at most this late
 
 
 @dataclass
@@ -131,7 +134,11 @@ class Command:
 
 
 class Actuator:
-    """Door logic shared by every driver; a driver only implements ``_move``."""
+    """Door logic shared by every driver; a driver only implements ``_move``.
+
+    Door state and servo moves are under one lock: the loop and the door timer both
+    open and close doors.
+    """
 
     servo_delay_s = 0.0
 
@@ -140,7 +147,9 @@ class Actuator:
         self.open_until: dict[int, float] = {}
         self.faults = 0
         self.commands: list[Command] = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._timer: threading.Thread | None = None
+        self._timer_stop = threading.Event()
 
     def _move(self, channel: int, angle: float) -> None:
         raise NotImplementedError
@@ -149,15 +158,16 @@ class Actuator:
         self, channel: int, angle: float, door: int | None = None, action: str = "move"
     ) -> bool:
         """Send one angle; a driver fault is logged and reported as False, never raised."""
-        t = self.clock()
-        try:
-            self._move(channel, angle)
-        except Exception as exc:  # I2C errors surface as OSError, ValueError, RuntimeError...
-            self.faults += 1
-            log.error("servo channel %d: %s (door command dropped, loop goes on)", channel, exc)
-            return False
-        self._record(Command(t, channel, angle, door, action, t + self.servo_delay_s))
-        return True
+        with self._lock:
+            t = self.clock()
+            try:
+                self._move(channel, angle)
+            except Exception as exc:  # I2C errors surface as OSError, ValueError, RuntimeError...
+                self.faults += 1
+                log.error("servo channel %d: %s (door command dropped, loop goes on)", channel, exc)
+                return False
+            self._record(Command(t, channel, angle, door, action, t + self.servo_delay_s))
+            return True
 
     def _record(self, command: Command) -> None:
         with self._lock:
@@ -168,27 +178,70 @@ class Actuator:
     def open_door(self, door: int, hold_s: float | None = None) -> bool:
         spec = self._spec(door)
         hold = self.doors.hold_s if hold_s is None else hold_s
-        already = door in self.open_until
-        self.open_until[door] = self.clock() + hold
-        if already:
-            return True
-        return self.move(spec.channel, spec.open_angle, door, "open")
+        with self._lock:
+            already = door in self.open_until
+            self.open_until[door] = self.clock() + hold
+            if already:
+                return True
+            return self.move(spec.channel, spec.open_angle, door, "open")
 
     def close_door(self, door: int) -> bool:
         spec = self._spec(door)
-        self.open_until.pop(door, None)
-        return self.move(spec.channel, spec.closed_angle, door, "close")
+        with self._lock:
+            self.open_until.pop(door, None)
+            return self.move(spec.channel, spec.closed_angle, door, "close")
+
+    def open_doors(self) -> list[int]:
+        """The doors open now (a snapshot another thread may be changing)."""
+        with self._lock:
+            return list(self.open_until)
 
     def tick(self) -> None:
         """Close every door whose hold time has run out."""
-        now = self.clock()
-        for door, until in list(self.open_until.items()):
-            if now >= until:
-                self.close_door(door)
+        with self._lock:
+            now = self.clock()
+            for door, until in list(self.open_until.items()):
+                if now >= until:
+                    self.close_door(door)
+
+    def start_timer(self, period_s: float = TIMER_PERIOD_S) -> bool:
+        """Tick every ``period_s`` on a thread of its own, frames or not; False if already on.
+
+        With it no door stays open longer than its hold time plus ``period_s``, even
+        while the camera is stalled or reconnecting. ``close()`` stops it.
+        """
+        with self._lock:
+            if self._timer is not None:
+                return False
+            self._timer_stop = threading.Event()
+            self._timer = threading.Thread(
+                target=self._run_timer,
+                args=(period_s, self._timer_stop),
+                name="door-timer",
+                daemon=True,
+            )
+            self._timer.start()
+            return True
+
+    def _run_timer(self, period_s: float, stop: threading.Event) -> None:
+        while not stop.wait(period_s):
+            try:
+                self.tick()
+            except Exception as exc:  # the timer must outlive any one bad tick
+                log.error("door timer: %s", exc)
+
+    def stop_timer(self) -> None:
+        with self._lock:
+            timer, self._timer = self._timer, None
+            self._timer_stop.set()
+        if timer is not None and timer is not threading.current_thread():
+            timer.join(timeout=2.0)
 
     def close(self) -> None:
-        for door in list(self.open_until):
-            self.close_door(door)
+        self.stop_timer()
+        with self._lock:
+            for door in list(self.open_until):
+                self.close_door(door)
 
     def _spec(self, door: int) -> DoorSpec:
         try:

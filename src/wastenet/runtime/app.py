@@ -159,11 +159,12 @@ def run_bin(
         source = (
             open_source(str(DEFAULT_SAMPLES), **SAMPLE_REPLAY)
             if opts.source is None
-            else open_source(opts.source)
+            else open_source(opts.source, stop=stop)
         )
         parts.append(source)
         actuator = open_actuator(opts.actuator, doors)
         parts.append(actuator)
+        actuator.start_timer()  # doors close on time, frames or not; close() stops it
         writer = TimingsWriter(run_dir)
         parts.append(writer)
         hooks = _display_hooks(opts, actuator, parts)
@@ -254,7 +255,7 @@ def _display_hooks(opts: BinOptions, actuator, parts: list) -> list:
             label or "",
             result.confidence,
             result.fps,
-            list(actuator.open_until),
+            actuator.open_doors(),
         )
         for output in outputs:
             output(bgr)
@@ -300,6 +301,7 @@ def _summary_dict(summary) -> dict:
         "ips": summary.ips,
         "actuations": summary.decisions,
         "stages": summary.stages.summary(),
+        "source_lost": summary.source_lost,
     }
 
 

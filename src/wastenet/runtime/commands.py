@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from wastenet.classes import CONFIDENCE_THRESHOLD
+from wastenet.errors import ExitCode
 
 
 def register(subparsers, formatter_class) -> None:
@@ -17,7 +19,9 @@ def register(subparsers, formatter_class) -> None:
         epilog="examples:\n  wastenet run\n"
         "  wastenet run --source csi://0 --model model.onnx --actuator pca9685://0/0x40\n"
         "  wastenet run --source 'scene/?fps=20&hold=12&gap=6' --vote 10 --threshold 0.7\n"
-        "  wastenet run --source rtsp://cam.local/stream --mjpeg-port 8080 --store samples/",
+        "  wastenet run --source rtsp://cam.local/stream --mjpeg-port 8080 --store samples/\n"
+        "exit codes: 0 done (the source ended, --max-frames, SIGINT/SIGTERM), 2 bad input, "
+        "3 source lost (a camera failed every reconnect)",
     )
     run.add_argument(
         "--source",
@@ -109,8 +113,15 @@ def _run(args: argparse.Namespace) -> int:
         run_dir=args.run_dir,
         max_frames=args.max_frames,
     )
-    run_bin(opts)
-    return 0
+    summary = run_bin(opts)
+    if summary.source_lost:  # non-zero, so a supervisor restarts the bin
+        print(
+            f"wastenet: error: source lost: {summary.source_lost} "
+            f"(exit code {ExitCode.SOURCE_LOST:d})",
+            file=sys.stderr,
+        )
+        return ExitCode.SOURCE_LOST
+    return ExitCode.OK
 
 
 def _latency(args: argparse.Namespace) -> int:
@@ -130,10 +141,13 @@ def _latency(args: argparse.Namespace) -> int:
         f"{lat.equation1(args.n, args.ips):.3f} s"
     )
     if args.run:
-        c = lat.compare_run(lat.load_run(args.run), n=None, ips=None)
+        run = lat.load_run(args.run)
+        c = lat.compare_run(run, n=None, ips=None)
         print(
             f"\nRun {args.run}: {c['actuations']} actuations, N={c['n']}, {c['ips']:.1f} inferences/s"
         )
+        if lat.skipped_note(run):
+            print(lat.skipped_note(run))
         print("| | measured s | equation s |\n| --- | ---: | ---: |")
         print(f"| queue | {c['measured_queue_s']:.3f} | {c['eq1_queue_s']:.3f} |")
         print(f"| total | {c['measured_total_s']:.3f} | {c['eq2_total_s']:.3f} |")

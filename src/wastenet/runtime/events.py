@@ -55,6 +55,7 @@ class RunSummary:
     actuations: deque = field(default_factory=lambda: deque(maxlen=RECENT))
     stages: StageStats = field(default_factory=StageStats)
     inference_gaps: deque = field(default_factory=lambda: deque(maxlen=RECENT))
+    source_lost: str | None = None  # why a camera was given up on; None: it was not
 
     @property
     def fps(self) -> float:

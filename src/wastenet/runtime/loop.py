@@ -147,14 +147,23 @@ class BinLoop:
         return self._fps
 
     def run(self, max_frames: int | None = None, stop: threading.Event | None = None) -> RunSummary:
-        """Run until the source ends, ``max_frames`` frames, or ``stop`` is set."""
+        """Run until the source ends, ``max_frames`` frames, or ``stop`` is set.
+
+        Doors close on the actuator's wall-clock timer, not only between frames: a
+        stalled camera cannot hold a door open. A source that gave up (a camera lost
+        for good) is recorded in ``summary.source_lost``.
+        """
         start = self.clock()
+        timer_started = self.actuator.start_timer()  # run_bin starts it before the loop
         try:
             while not (stop and stop.is_set()):
                 if max_frames is not None and self.summary.frames >= max_frames:
                     break
                 if self.step() is None:
+                    self.summary.source_lost = getattr(self.source, "lost", None)
                     break
         finally:
+            if timer_started:
+                self.actuator.stop_timer()
             self.summary.elapsed_s = self.clock() - start
         return self.summary

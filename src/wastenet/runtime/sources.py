@@ -4,8 +4,11 @@
 ``clip.mp4`` (or ``file://clip.mp4``) or an image folder (URI parsing and option
 checks: ``wastenet.runtime.uri``) into a ``FrameSource`` whose ``read()`` returns the
 next ``Frame`` (RGB uint8, capture timestamp, index) or ``None`` at the end.
-Cameras are wrapped in ``ReconnectingSource``: a camera that disappears is retried
-with exponential backoff and reported, and the run ends cleanly after N failures.
+Cameras and streams are read by their own thread (``live.LatestFrameSource``: it alone
+opens, reads and releases the capture, and ``read()`` returns within a bounded time)
+inside ``live.ReconnectingSource``: a camera that disappears is retried with
+exponential backoff and reported, and after N failures the run ends as "source lost".
+Image folders decode one image at a time, skipping an undecodable one.
 """
 
 from __future__ import annotations
@@ -13,14 +16,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from wastenet.errors import SourceError
+from wastenet.errors import SourceError, WasteNetError
+from wastenet.runtime.live import (  # noqa: F401  (public here too)
+    LIVE,
+    RECONNECT,
+    LatestFrameBuffer,
+    LatestFrameSource,
+    ReconnectingSource,
+    open_stream_capture,
+)
 from wastenet.runtime.uri import (  # noqa: F401  (SourceSpec, parse_source_uri: public here too)
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -98,8 +111,13 @@ class ImageFolderSource:
     ``fps > 0`` paces frames in real time and, like a live camera, skips frames the
     reader was too slow to take; ``fps = 0`` yields every frame as fast as asked.
     An empty frame is the ``background`` image or a plain colour. ``loop`` replays
-    the scene that many times (0 = forever).
+    the scene that many times (0 = forever). Images are decoded when first shown and
+    only the last ``CACHED_IMAGES`` kept, so a folder of any size starts at once in
+    flat memory; an image that cannot be decoded is skipped with one warning (empty
+    frames take its turn) and only a folder with no decodable image stops the run.
     """
+
+    CACHED_IMAGES = 4
 
     def __init__(
         self,
@@ -126,15 +144,16 @@ class ImageFolderSource:
         if int(hold) < 1 or int(gap) < 0 or float(fps) < 0 or int(loop) < 0:
             raise SourceError("image folder source: need hold >= 1, gap >= 0, fps >= 0, loop >= 0")
         w, h = (int(v) for v in size)
-        self.files = files
-        self.images = [fit_image(read_rgb(p), (h, w)) for p in files]
+        self.files, self.size_hw = files, (h, w)
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()  # item -> decoded image
+        self.skipped: set[int] = set()  # items that could not be decoded
         if background and Path(background).is_file():
             self.empty = fit_image(read_rgb(background), (h, w))
         else:
             colour = _parse_colour(background) if background else (235, 235, 232)
             self.empty = np.full((h, w, 3), colour, dtype=np.uint8)
         self.hold, self.gap, self.fps, self.loop = int(hold), int(gap), float(fps), int(loop)
-        self.per_scene = len(self.images) * (self.hold + self.gap)
+        self.per_scene = len(self.files) * (self.hold + self.gap)
         self.total = None if self.loop == 0 else self.per_scene * self.loop
         self._clock = clock
         self._next = 0
@@ -145,7 +164,32 @@ class ImageFolderSource:
         """Which image frame ``index`` shows (None for an empty frame): the replay's ground truth."""
         k = index % self.per_scene
         item, offset = divmod(k, self.hold + self.gap)
-        return None if offset < self.gap else item
+        return None if offset < self.gap or item in self.skipped else item
+
+    def _image(self, item: int) -> np.ndarray:
+        """Item ``item`` decoded and fitted, from a small cache; the empty frame if undecodable."""
+        from wastenet.imageio import read_rgb
+        from wastenet.preprocess import fit_image
+
+        if item in self._cache:
+            self._cache.move_to_end(item)
+            return self._cache[item]
+        if item in self.skipped:
+            return self.empty
+        try:
+            image = fit_image(read_rgb(self.files[item]), self.size_hw)
+        except WasteNetError as exc:
+            self.skipped.add(item)
+            if len(self.skipped) == len(self.files):
+                raise SourceError(
+                    f"none of the {len(self.files)} images could be decoded (last: {exc})"
+                ) from exc
+            log.warning("%s: skipped (empty frames take its turn)", exc)
+            return self.empty
+        self._cache[item] = image
+        while len(self._cache) > self.CACHED_IMAGES:
+            self._cache.popitem(last=False)
+        return image
 
     def read(self) -> Frame | None:
         index = self._next
@@ -165,11 +209,11 @@ class ImageFolderSource:
             return None
         self._next = index + 1
         item = self.item_at(index)
-        image = self.empty if item is None else self.images[item]
+        image = self.empty if item is None else self._image(item)
         return Frame(image, self._clock(), index)
 
     def close(self) -> None:
-        self.images = []
+        self._cache.clear()
 
 
 # ---------------------------------------------------------------- OpenCV captures
@@ -250,150 +294,17 @@ def require_gstreamer(uri: str) -> None:
     )
 
 
-class LatestFrameBuffer:
-    """Holds only the newest frame: a producer overwrites, a consumer takes each frame once."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._frame: Frame | None = None
-        self._fresh = False
-        self._closed = False
-        self.dropped = 0
-
-    def put(self, frame: Frame) -> None:
-        with self._cond:
-            if self._fresh:
-                self.dropped += 1
-            self._frame, self._fresh = frame, True
-            self._cond.notify_all()
-
-    def get(self, timeout: float | None = None) -> Frame | None:
-        """The newest frame not yet taken; None on timeout or after close()."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._fresh or self._closed, timeout):
-                return None
-            if not self._fresh:
-                return None
-            self._fresh = False
-            return self._frame
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-
-class LatestFrameSource:
-    """A reader thread pulls from ``inner`` continuously; ``read()`` returns only the latest frame.
-
-    For network streams: a slow model then never works on frames that queued up
-    while it was busy.
-    """
-
-    def __init__(self, inner: FrameSource, timeout_s: float = 5.0) -> None:
-        self.inner, self.timeout_s = inner, timeout_s
-        self.buffer = LatestFrameBuffer()
-        self._stop = threading.Event()
-        self._ended = threading.Event()
-        self._thread = threading.Thread(target=self._pump, name="frame-reader", daemon=True)
-        self._thread.start()
-
-    def _pump(self) -> None:
-        try:
-            while not self._stop.is_set():
-                frame = self.inner.read()
-                if frame is None:
-                    break
-                self.buffer.put(frame)
-        except Exception as exc:  # a dying stream must not kill the process silently
-            log.warning("frame reader stopped: %s", exc)
-        finally:
-            self._ended.set()
-            self.buffer.close()
-
-    def read(self) -> Frame | None:
-        return self.buffer.get(self.timeout_s)
-
-    def close(self) -> None:
-        self._stop.set()
-        self.buffer.close()
-        self._thread.join(timeout=2.0)
-        self.inner.close()
-
-
-class ReconnectingSource:
-    """Retries a camera that stops delivering, with exponential backoff, then gives up cleanly."""
-
-    def __init__(
-        self,
-        factory: Callable[[], FrameSource],
-        name: str,
-        max_failures: int = 5,
-        backoff_s: float = 0.5,
-        max_backoff_s: float = 8.0,
-        on_report: Callable[[str], None] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.factory, self.name = factory, name
-        self.max_failures, self.backoff_s, self.max_backoff_s = (
-            max_failures,
-            backoff_s,
-            max_backoff_s,
-        )
-        self.report = on_report or (lambda msg: log.warning("%s", msg))
-        self.sleep = sleep
-        self.failures_total = 0
-        self.inner: FrameSource | None = factory()  # the first open fails loudly
-
-    def read(self) -> Frame | None:
-        attempt = 0
-        while True:
-            frame = None
-            if self.inner is not None:
-                try:
-                    frame = self.inner.read()
-                except Exception as exc:  # driver errors look different on every platform
-                    self.report(f"{self.name}: read failed ({exc})")
-            if frame is not None:
-                return frame
-            attempt += 1
-            self.failures_total += 1
-            if attempt > self.max_failures:
-                self.report(f"{self.name}: gave up after {self.max_failures} reconnect attempts")
-                return None
-            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
-            self.report(
-                f"{self.name}: no frame; reconnecting in {delay:.1f} s ({attempt}/{self.max_failures})"
-            )
-            self.sleep(delay)
-            self._reopen()
-
-    def _reopen(self) -> None:
-        if self.inner is not None:
-            self.inner.close()
-        try:
-            self.inner = self.factory()
-        except SourceError as exc:
-            self.report(str(exc))
-            self.inner = None
-
-    def close(self) -> None:
-        if self.inner is not None:
-            self.inner.close()
-            self.inner = None
-
-
 RETRY_OPTIONS = ("max_failures", "backoff_s", "on_report")
 
 
-def open_source(uri: str, **opts) -> FrameSource:
+def open_source(uri: str, stop: threading.Event | None = None, **opts) -> FrameSource:
     """Open a frame source by URI; keyword options override the URI's query parameters.
 
     Options are checked as URI options are (``uri.SOURCE_OPTIONS``); ``max_failures``,
-    ``backoff_s`` and ``on_report`` tune a camera's reconnection.
+    ``backoff_s`` and ``on_report`` tune a camera's reconnection (defaults:
+    ``live.RECONNECT``). ``stop`` (the bin's SIGINT/SIGTERM event) ends a camera's
+    waits (opening, a stalled stream, a reconnect backoff) within ``live.POLL_S``.
     """
-    import cv2
-
     spec = parse_source_uri(str(uri))
     given = {k.replace("-", "_"): v for k, v in opts.items() if v is not None}
     retry = {k: given.pop(k) for k in RETRY_OPTIONS if k in given}
@@ -410,8 +321,21 @@ def open_source(uri: str, **opts) -> FrameSource:
         )
     if spec.kind == "video":
         return VideoFileSource(spec.target)
+    name, open_capture = _camera(spec, o, str(uri))
+    stop = stop or threading.Event()
+
+    def factory() -> FrameSource:  # opened, read and released by the reader thread
+        return LatestFrameSource(lambda: CaptureSource(open_capture, name), name=name, stop=stop)
+
+    return ReconnectingSource(factory, name, stop=stop, **retry)
+
+
+def _camera(spec: SourceSpec, o: dict, uri: str) -> tuple[str, Callable[[], object]]:
+    """A live source's name and the function that opens its cv2.VideoCapture."""
+    import cv2
+
     if spec.kind == "csi":
-        require_gstreamer(str(uri))
+        require_gstreamer(uri)
         pipeline = gstreamer_csi_pipeline(
             int(spec.target),
             width=o.get("width", 384),
@@ -419,32 +343,35 @@ def open_source(uri: str, **opts) -> FrameSource:
             framerate=o.get("framerate", 30),
             flip_method=o.get("flip_method", 0),
         )
-        name = f"CSI camera {spec.target}"
-
-        def factory() -> FrameSource:
-            return CaptureSource(lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER), name)
-    elif spec.kind == "v4l2":
+        return f"CSI camera {spec.target}", lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
+    if spec.kind == "v4l2":
         dev = int(spec.target)
         name = f"/dev/video{dev}"
         if not Path(name).exists():
             raise SourceError(f"{name}: no such camera device")
 
-        def factory() -> FrameSource:
-            def open_v4l2():
-                cap = cv2.VideoCapture(dev, cv2.CAP_V4L2)
-                for prop, key in (
-                    (cv2.CAP_PROP_FRAME_WIDTH, "width"),
-                    (cv2.CAP_PROP_FRAME_HEIGHT, "height"),
-                ):
-                    if key in o:
-                        cap.set(prop, o[key])
-                return cap
+        def open_v4l2():
+            cap = cv2.VideoCapture(dev, cv2.CAP_V4L2)
+            for prop, key in (
+                (cv2.CAP_PROP_FRAME_WIDTH, "width"),
+                (cv2.CAP_PROP_FRAME_HEIGHT, "height"),
+            ):
+                if key in o:
+                    cap.set(prop, o[key])
+            return cap
 
-            return CaptureSource(open_v4l2, name)
-    else:  # rtsp and other network streams
-        name = spec.target
+        return name, open_v4l2
 
-        def factory() -> FrameSource:
-            return LatestFrameSource(CaptureSource(lambda: cv2.VideoCapture(spec.target), name))
+    def open_stream():  # rtsp and other network streams: the driver's waits time out too
+        return open_stream_capture(spec.target, LIVE["open_timeout_s"], LIVE["stall_s"])
 
-    return ReconnectingSource(factory, name, **retry)
+    return _without_password(spec.target), open_stream
+
+
+def _without_password(url: str) -> str:
+    """The stream URL as reports print it: a password in it replaced by ***."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
