@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "wastenet.evaluate.shift_commands",
     "wastenet.accelerate.commands",
     "wastenet.runtime.commands",
+    "wastenet.analysis.power_commands",
 )
 
 
