@@ -93,7 +93,7 @@ def run_one(args, bundle: Path, work: Path, stem: str) -> None:
     )
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
-    print(f"written: {files['json']}, {files['md']}, {files['png']}")
+    print(f"written: {', '.join(str(p) for p in files.values() if p)}")
 
 
 def main() -> None:

@@ -385,17 +385,6 @@ def test_store_fault_does_not_stop_the_bin(tmp_path, monkeypatch):
     assert summary.frames == 5 and [a.door for a in summary.actuations] == [0]
 
 
-def test_the_bin_imports_without_torch():
-    code = (
-        "import sys\n"
-        "import wastenet.runtime.app, wastenet.runtime.loop, wastenet.runtime.store, "
-        "wastenet.runtime.overlay, wastenet.runtime.commands, wastenet.analysis.latency\n"
-        "from wastenet.accelerate import load_engine\n"
-        "assert 'torch' not in sys.modules and 'onnx' not in sys.modules, sorted(sys.modules)\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
 def test_crop_to_object_classifies_the_item_not_the_tray(colour_model):
     """A small plastic item on the dark floor of a tray whose other half holds a fixed
     cardboard-coloured board: the whole frame never reads as plastic, the crop around

@@ -145,13 +145,15 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def bar_chart(rows: list[dict], path: Path, title: str = "Inferences per second (batch 1)") -> Path:
-    """Figure 9's bars: IPS at p50 per format."""
-    import matplotlib
+def bar_chart(
+    rows: list[dict], path: Path, title: str = "Inferences per second (batch 1)"
+) -> Path | None:
+    """Figure 9's bars: IPS at p50 per format (None, nothing drawn, without matplotlib)."""
+    from wastenet.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
+    if plt is None:
+        return None
     fig, ax = plt.subplots(figsize=(1.2 * len(rows) + 2, 4))
     names = row_labels(rows)
     values = [r["ips_p50"] for r in rows]
@@ -166,13 +168,13 @@ def bar_chart(rows: list[dict], path: Path, title: str = "Inferences per second 
     return path
 
 
-def write_results(rows: list[dict], out_dir: Path, stem: str = "bench") -> dict[str, Path]:
+def write_results(rows: list[dict], out_dir: Path, stem: str = "bench") -> dict[str, Path | None]:
+    """JSON, Markdown and the bar chart; ``png`` is None where matplotlib is missing."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md"}
-    paths["json"].write_text(json.dumps({"rows": rows}, indent=2))
-    paths["md"].write_text(markdown(rows) + "\n")
-    paths["png"] = bar_chart(rows, out_dir / f"{stem}.png")
-    return paths
+    json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    json_path.write_text(json.dumps({"rows": rows}, indent=2))
+    md_path.write_text(markdown(rows) + "\n")
+    return {"json": json_path, "md": md_path, "png": bar_chart(rows, out_dir / f"{stem}.png")}
 
 
 def _main() -> None:

@@ -156,5 +156,5 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rows.append(bench_one(path, args.threads, args.warmup, args.iters))
     paths = write_results(rows, args.out or args.artifacts[0].parent)
     print(markdown(rows))
-    print(f"\nwritten: {paths['json']}, {paths['md']}, {paths['png']}")
+    print(f"\nwritten: {', '.join(str(p) for p in paths.values() if p)}")
     return 0

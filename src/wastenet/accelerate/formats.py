@@ -25,6 +25,8 @@ _CALIB = {
     "exclude": "",  # comma-separated node names, or "auto", "first", "last", "first,last"
 }
 _TRT = {"workspace": 1 << 25, "batch": 1, "input_shape": ""}  # paper 4.2.2: 1<<25, batch 1
+_TRT_REQUIRES = ("tensorrt", "cuda.bindings")  # cuda-python: the engine's device buffers
+PIP_NAMES = {"cuda.bindings": "cuda-python"}  # where an importable name is not the pip name
 
 
 @dataclass(frozen=True)
@@ -65,12 +67,20 @@ class Format:
 
     def unavailable_reason(self) -> str | None:
         """Why this row cannot run on this machine, or None when it can."""
-        missing = [pkg for pkg in self.requires if importlib.util.find_spec(pkg) is None]
+        missing = [PIP_NAMES.get(pkg, pkg) for pkg in self.requires if not _importable(pkg)]
         if missing:
             return f"needs the {', '.join(missing)} package (pip install {' '.join(missing)})"
         if self.needs_gpu and not _has_nvidia_gpu():
             return "needs an NVIDIA GPU (none found)"
         return None
+
+
+def _importable(module: str) -> bool:
+    """True when ``module`` can be imported; a dotted name whose parent is missing is not."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _has_nvidia_gpu() -> bool:
@@ -94,11 +104,11 @@ FORMATS: tuple[Format, ...] = (
            note="NNCF post-training quantisation, accuracy-controlled on the val split with "
                 "max_drop (points); QDQ ONNX through OpenVINO when nncf is absent"),
     Format("tensorrt-fp32", ".fp32.engine", "fp32", "tensorrt_backend", ("cuda",),
-           dict(_TRT), requires=("tensorrt",), needs_gpu=True),
+           dict(_TRT), requires=_TRT_REQUIRES, needs_gpu=True),
     Format("tensorrt-fp16", ".fp16.engine", "fp16", "tensorrt_backend", ("cuda",),
-           dict(_TRT), requires=("tensorrt",), needs_gpu=True),
+           dict(_TRT), requires=_TRT_REQUIRES, needs_gpu=True),
     Format("tensorrt-int8", ".int8.engine", "int8", "tensorrt_backend", ("cuda",),
-           {**_TRT, "calib_count": 200}, requires=("tensorrt",), needs_gpu=True),
+           {**_TRT, "calib_count": 200}, requires=_TRT_REQUIRES, needs_gpu=True),
 )  # fmt: skip
 
 

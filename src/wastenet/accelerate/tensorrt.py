@@ -13,18 +13,10 @@ import json
 import os
 from pathlib import Path
 
-from wastenet.accelerate.backends.tensorrt_backend import sidecar_path
+from wastenet.accelerate.backends.tensorrt_backend import current_build_env, sidecar_path
 from wastenet.accelerate.calibration import CalibrationSet
 from wastenet.errors import ConfigError
 from wastenet.meta import META_KEY, BundleMeta, file_sha256
-
-
-def current_build_env() -> dict:
-    """GPU name and TensorRT version: an engine only runs where these match."""
-    import tensorrt as trt
-    import torch
-
-    return {"gpu": torch.cuda.get_device_name(0), "tensorrt": trt.__version__}
 
 
 def build_key(onnx_path: Path, precision: str, options: dict) -> dict:

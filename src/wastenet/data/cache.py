@@ -156,9 +156,12 @@ class ImageCache:
 
     def _fill(self, out: np.ndarray, results, progress: bool) -> None:
         if progress:
-            from tqdm import tqdm
-
-            results = tqdm(results, total=len(out), desc=f"cache {self._stem}", unit="img")
+            try:  # tqdm comes with the train extra; the deploy side goes without a bar
+                from tqdm import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                results = tqdm(results, total=len(out), desc=f"cache {self._stem}", unit="img")
         for row, img in enumerate(results):
             out[row] = img
 

@@ -1,7 +1,9 @@
 """Evaluation: test-split metrics, "not sure" and OOD rates, robustness, real-world protocol.
 
 Importing this package needs numpy and OpenCV only: torch (for ``.safetensors``
-bundles) and matplotlib (for figures) are imported when used.
+bundles) and matplotlib (for figures) are imported when used. Scoring an exported
+artifact runs on the deploy install alone; without matplotlib the figures are
+skipped and report.json / report.md still written.
 """
 
 from wastenet.evaluate.predictor import Predictor, load_predictor

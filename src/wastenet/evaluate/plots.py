@@ -1,4 +1,8 @@
-"""Report figures (matplotlib on the Agg backend, imported only when drawing)."""
+"""Report figures: matplotlib on the Agg backend, imported only when drawing.
+
+Each ``save_*`` returns the PNG's path, or None where matplotlib is not installed
+(``wastenet.plotting``: one note on stderr, the JSON and Markdown are still written).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
+from wastenet.plotting import pyplot
 
-def pyplot():
-    """matplotlib.pyplot on a headless backend; matplotlib is imported only here."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+__all__ = ["pyplot", "save_category_bars", "save_confusion_png"]
 
 
-def save_confusion_png(confusion: dict, path: str | Path, title: str) -> Path:
+def save_confusion_png(confusion: dict, path: str | Path, title: str) -> Path | None:
     """Row-normalised colours, raw counts written in each cell."""
     plt = pyplot()
+    if plt is None:
+        return None
     counts = np.asarray(confusion["counts"])
     norm = np.asarray(confusion["normalized"])
     rows, cols = confusion["rows"], confusion["columns"]
@@ -51,10 +51,12 @@ def save_confusion_png(confusion: dict, path: str | Path, title: str) -> Path:
     return Path(path)
 
 
-def save_category_bars(per_category: dict, path: str | Path, title: str) -> Path:
+def save_category_bars(per_category: dict, path: str | Path, title: str) -> Path | None:
     """Figures 10/13 of the paper: grey bars = items shown, blue = correct, hatched =
     correct once items with an identified error cause are excused."""
     plt = pyplot()
+    if plt is None:
+        return None
     names = list(per_category)
     total = [per_category[n]["total"] for n in names]
     correct = [per_category[n]["correct"] for n in names]

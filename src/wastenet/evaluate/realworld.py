@@ -131,7 +131,8 @@ def render_markdown(summary: dict, title: str = "Real-world test") -> str:
 
 
 def evaluate_realworld(csv_path: str | Path, out_dir: str | Path) -> dict:
-    """Read the CSV, write realworld.json, realworld.md and realworld.png into out_dir."""
+    """Read the CSV, write realworld.json, realworld.md and realworld.png into out_dir
+    (the figure only where matplotlib is installed)."""
     import json
 
     from wastenet.evaluate.plots import save_category_bars

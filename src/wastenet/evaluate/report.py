@@ -126,28 +126,29 @@ def _preview_index(items: Sequence[Any]) -> int:
 
 
 def write_outputs(report: dict, out_dir: str | Path, images: np.ndarray, items) -> list[Path]:
-    """report.json, report.md, confusion_<source>.png and the robustness figures."""
+    """report.json, report.md, confusion_<source>.png and the robustness figures.
+
+    The figures need matplotlib; without it they are skipped (one note on stderr)."""
     from wastenet.evaluate.plots import save_confusion_png
     from wastenet.evaluate.robustness import save_preview_grid, save_robustness_chart
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / "report.json", out / "report.md"]
+    written: list[Path | None] = [out / "report.json", out / "report.md"]
     (out / "report.json").write_text(json.dumps(report, indent=2, default=_jsonable))
     (out / "report.md").write_text(render_markdown(report))
     for source, group in report["per_source"].items():
         path = out / f"confusion_{_safe(source)}.png"
         acc = 100 * (group["set_accuracy"] or 0.0)
         title = f"{source}: accuracy {acc:.1f} % on {group['n']} items"
-        save_confusion_png(group["confusion"], path, title)
-        written.append(path)
+        written.append(save_confusion_png(group["confusion"], path, title))
     rob = report.get("robustness")
     if rob:
         written.append(save_robustness_chart(rob, out / "robustness.png"))
         i = _preview_index(items)
         key = str(getattr(items[i], "sha256", None) or items[i].path)
         written.append(save_preview_grid(images[i], out / "robustness_preview.png", key=key))
-    return written
+    return [p for p in written if p is not None]
 
 
 def _safe(name: str) -> str:

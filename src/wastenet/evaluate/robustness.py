@@ -72,9 +72,13 @@ def save_preview_grid(
     corruptions: Sequence[str] = tuple(CORRUPTIONS),
     severities: Sequence[int] = (1, 2, 3, 4, 5),
     key: str = "preview",
-) -> Path:
-    """One row per corruption: the clean image, then each severity (for a human to check)."""
+) -> Path | None:
+    """One row per corruption: the clean image, then each severity (for a human to check).
+
+    None, nothing drawn, where matplotlib is not installed."""
     plt = pyplot()
+    if plt is None:
+        return None
     rows, cols = len(corruptions), len(severities) + 1
     h, w = image.shape[:2]
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.0, rows * 2.0 * h / w + 0.3))
@@ -98,9 +102,12 @@ def save_preview_grid(
     return Path(path)
 
 
-def save_robustness_chart(result: dict, path: str | Path) -> Path:
-    """Accuracy vs severity per corruption, with the clean accuracy as a dashed line."""
+def save_robustness_chart(result: dict, path: str | Path) -> Path | None:
+    """Accuracy vs severity per corruption, with the clean accuracy as a dashed line
+    (None, nothing drawn, where matplotlib is not installed)."""
     plt = pyplot()
+    if plt is None:
+        return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
     sevs = result["severities"]
     for name, row in result["accuracy"].items():

@@ -8,7 +8,7 @@ import numpy as np
 
 from wastenet.classes import CLASSES, CONFIDENCE_THRESHOLD
 from wastenet.evaluate import metrics as M
-from wastenet.evaluate.calibration import expected_calibration_error, label_masks
+from wastenet.evaluate.temperature import expected_calibration_error, label_masks
 
 
 def row_name(labels: Sequence[str], classes=CLASSES) -> str:
