@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 
 import pytest
 
 from conftest import make_image_folder
-from wastenet.cli import main
+from wastenet.cli import build_parser, main
 
 
-@pytest.mark.parametrize("action", ["split", "check", "cache", "preview"])
+@pytest.mark.parametrize("action", ["split", "check", "cache", "preview", "backgrounds"])
 def test_help_has_an_example(action, capsys):
+    """The epilog's examples (not the usage line, which names the command too) run the
+    action, and parse with the real parser."""
     with pytest.raises(SystemExit) as exc:
         main(["data", action, "--help"])
     assert exc.value.code == 0
-    assert "wastenet data " + action in capsys.readouterr().out
+    out = capsys.readouterr().out
+    epilog = re.split(r"^examples?:$", out, flags=re.MULTILINE)
+    assert len(epilog) == 2, f"no examples section in:\n{out}"
+    examples = [
+        shlex.split(x)[1:] for x in epilog[1].splitlines() if x.strip().startswith("wastenet ")
+    ]
+    assert examples and all(argv[:2] == ["data", action] for argv in examples), epilog[1]
+    for argv in examples:
+        assert build_parser().parse_args(argv).data_command == action  # exits 2 when it cannot
 
 
 def test_bad_path_is_one_clear_error(tmp_path, capsys):

@@ -132,7 +132,8 @@ def test_offline_hub_request_fails_fast_with_advice(monkeypatch):
         pytest.skip("ImageNet weights are in the local Hugging Face cache")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
-    with pytest.raises(WasteNetError, match="local weights file.*--no-pretrained"):
+    advice = r"local weights file \(--set pretrained=PATH\).*\(--set pretrained=false\)"
+    with pytest.raises(WasteNetError, match=advice):
         create_model("mobilenetv3_large_100", pretrained=True)
     assert time.monotonic() - start < 10
 

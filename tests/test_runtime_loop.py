@@ -223,6 +223,15 @@ def test_cli_without_model_says_how_to_get_one(tmp_path, capsys):
     code = main(["run", "--model", str(tmp_path / "none.onnx"), "--run-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and "no model there" in err and "Traceback" not in err
+    import argparse
+    import re
+
+    from wastenet.cli import build_parser
+
+    actions = build_parser()._actions
+    commands = next(a for a in actions if isinstance(a, argparse._SubParsersAction)).choices
+    named = re.findall(r"\bwastenet (\w[\w-]*)", err)
+    assert {"train", "export"} <= set(named) <= set(commands)  # the commands it names exist
 
 
 def test_cli_bad_source_is_a_clear_error(colour_model, tmp_path, capsys):

@@ -17,6 +17,7 @@ from conftest import make_image_folder
 from wastenet.classes import CLASSES
 from wastenet.cli import main as cli_main
 from wastenet.data.split import build_split
+from wastenet.errors import ConfigError
 from wastenet.train.config import load_train_config
 from wastenet.train.loop import train
 from wastenet.train.loss import correct_in_set, labels_to_mask, set_label_loss
@@ -146,11 +147,18 @@ def test_interrupt_then_resume_is_exact(tiny_manifest, tmp_path, monkeypatch, st
         assert any(not torch.equal(last[k], shipped[k]) for k in last)
 
 
-def test_existing_run_needs_resume_flag(tiny_manifest, tmp_path):
+def test_existing_run_needs_resume_flag(tiny_manifest, tmp_path, capsys):
+    """The run's own config (a real manifest, a model that needs no download) would train
+    again: only the state check stops it from overwriting the run."""
     cfg = tiny_config(tiny_manifest, tmp_path, phases=[{"name": "m", "epochs": 1, "lr": 1e-3}])
-    train(cfg, tmp_path / "run", progress=False)
-    code = cli_main(["train", "lite0_mixed_75", "--out", str(tmp_path / "run")])
+    run = tmp_path / "run"
+    train(cfg, run, progress=False)
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    capsys.readouterr()
+    code = cli_main(["train", str(run / "config.yaml"), "--out", str(run), "--no-progress"])
     assert code == 2
+    assert "a run is already there; pass --resume or another --out" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before  # nothing rewritten
 
 
 def test_unknown_preset_and_bad_override_are_clear(capsys):
@@ -158,6 +166,38 @@ def test_unknown_preset_and_bad_override_are_clear(capsys):
     assert "unknown preset" in capsys.readouterr().err
     assert cli_main(["train", "lite0_mixed_75", "--out", "/tmp/x", "--set", "bogus=1"]) == 2
     assert "unknown key" in capsys.readouterr().err
+
+
+def test_a_stage_preset_run_before_its_earlier_stage_says_how_to_make_it(
+    tiny_manifest, tmp_path, monkeypatch, capsys
+):
+    """lite0_mixed_75_stage2/3 start from the previous stage's bundle, a path relative to
+    the working directory: missing, one message names the preset, the file, the command
+    that makes it and --set pretrained=PATH."""
+    from wastenet.train.config import check_pretrained
+
+    monkeypatch.chdir(tmp_path)  # not the repository root: no runs/ here
+    for preset, earlier in [
+        ("lite0_mixed_75_stage2", "lite0_mixed_75"),
+        ("lite0_mixed_75_stage3", "lite0_mixed_75_stage2"),
+    ]:
+        out = ["--out", str(tmp_path / preset)]
+        assert cli_main(["train", preset, "--set", f"manifest={tiny_manifest}", *out]) == 2
+        err = capsys.readouterr().err
+        bundle = f"runs/{earlier}/model.safetensors"
+        make = f"wastenet train {earlier} --set manifest={tiny_manifest} --out runs/{earlier}"
+        assert err.count("error:") == 1 and "Traceback" not in err
+        assert preset in err and f"{bundle}, which does not exist" in err and str(tmp_path) in err
+        assert make in err and "--set pretrained=PATH" in err
+        assert not (tmp_path / preset).exists()  # checked before the run folder is made
+        (tmp_path / preset).mkdir()  # a folder named like a preset does not hide it
+        bundle_path = tmp_path / bundle
+        bundle_path.parent.mkdir(parents=True)
+        bundle_path.write_bytes(b"")  # once the earlier stage ran, the check lets it through
+        check_pretrained(load_train_config(preset))
+    lost = load_train_config("lite0_mixed_75", {"pretrained": str(tmp_path / "gone.safetensors")})
+    with pytest.raises(ConfigError, match=r"gone.safetensors, which does not exist; train the run"):
+        check_pretrained(lost)
 
 
 def test_every_preset_loads():
@@ -190,6 +230,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _torchrun(*args: str) -> subprocess.CompletedProcess:
+    """Two gloo ranks on this CPU, one thread each."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    port = str(_free_port())
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-port", port, *args]  # fmt: skip
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_with_gloo(tiny_manifest, tmp_path):
     """The torchrun path: two gloo ranks train the same model; rank 0 writes the run."""
@@ -200,26 +249,75 @@ def test_ddp_two_cpu_processes_with_gloo(tiny_manifest, tmp_path):
         tiny_config(tiny_manifest, tmp_path, phases=[{"name": "m", "epochs": 1, "lr": 1e-3}]),
         cfg_path,
     )
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        str(_free_port()),
-        "-m",
-        "wastenet.cli",
-        "train",
-        str(cfg_path),
-        "--out",
-        str(tmp_path / "ddp"),
-        "--no-progress",
-    ]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    args = ["-m", "wastenet.cli", "train", str(cfg_path), "--out", str(tmp_path / "ddp")]
+    done = _torchrun(*args, "--no-progress")
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert (tmp_path / "ddp" / "model.safetensors").exists()
+
+
+# Trains like `wastenet train`, and saves each rank's parameters after every epoch.
+DDP_DRIVER = """
+import sys
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from wastenet.train import loop
+from wastenet.train.config import load_train_config
+
+
+def save_each_rank(ctx, pos, optimizer, save=loop._save_progress):
+    save(ctx, pos, optimizer)
+    params = {k: p.detach().cpu().contiguous() for k, p in ctx.model_core.named_parameters()}
+    name = f"rank{ctx.rank}_epoch{pos.global_epoch}.safetensors"
+    save_file(params, str(Path(sys.argv[2]) / name))
+
+
+loop._save_progress = save_each_rank
+loop.train(load_train_config(sys.argv[1]), sys.argv[2], progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_ddp_with_frozen_layers_and_a_phase_that_unfreezes(tiny_manifest, tmp_path):
+    """Every Lite preset freezes: ``freeze_stem_blocks`` throughout, and here a frozen-
+    backbone phase, then a phase that trains the rest. DDP hooks the parameters that need
+    a gradient when it wraps: wrapped before freezing, the reducer waits for gradients
+    that never come (a crash); wrapped once after, the blocks the second phase unfreezes
+    are never averaged (the ranks drift apart). Both ranks must hold the same weights."""
+    from wastenet.config import save_yaml
+    from wastenet.models import create_model
+    from wastenet.train.freeze import backbone_units
+
+    phases = [
+        {"name": "head", "epochs": 1, "lr": 3e-3, "freeze": "backbone"},
+        {"name": "all", "epochs": 1, "lr": 1e-3},
+    ]
+    cfg = tiny_config(tiny_manifest, tmp_path, phases=phases, freeze_stem_blocks=2, calibrate=False)
+    save_yaml(cfg, tmp_path / "cfg.yaml")
+    (tmp_path / "driver.py").write_text(DDP_DRIVER)
+    out = tmp_path / "ddp"
+    done = _torchrun(str(tmp_path / "driver.py"), str(tmp_path / "cfg.yaml"), str(out))
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert (out / "model.safetensors").exists()
+    torch.manual_seed(cfg.seed)  # the run's starting weights
+    model = create_model(cfg.model, len(CLASSES), pretrained=False)
+    start = {k: p.detach() for k, p in model.named_parameters()}
+    units = backbone_units(model)
+    names = {id(p): k for k, p in model.named_parameters()}
+    stem = {names[id(p)] for unit in units[:2] for p in unit.parameters()}
+    backbone = {names[id(p)] for unit in units for p in unit.parameters()}
+    head = set(start) - backbone
+    epochs = [{r: load_file(str(out / f"rank{r}_epoch{e}.safetensors")) for r in (0, 1)}
+              for e in (1, 2)]  # fmt: skip
+    for e, ranks in enumerate(epochs, 1):
+        for key in start:
+            assert torch.equal(ranks[0][key], ranks[1][key]), f"ranks differ: {key}, epoch {e}"
+    after_head, after_all = epochs[0][0], epochs[1][0]
+    assert all(torch.equal(after_head[k], start[k]) for k in backbone)  # frozen
+    assert all(not torch.equal(after_head[k], start[k]) for k in head)  # trained
+    assert all(torch.equal(after_all[k], start[k]) for k in stem)  # frozen throughout
+    assert all(not torch.equal(after_all[k], after_head[k]) for k in backbone - stem)
 
 
 def test_distill_loss_is_temperature_scaled_kl():

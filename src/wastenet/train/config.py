@@ -121,7 +121,7 @@ def load_train_config(name_or_path: str, overrides: dict | None = None) -> Train
     import yaml
 
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if path.suffix in (".yaml", ".yml") or path.is_file():  # a folder never hides a preset
         if not path.exists():
             raise ConfigError(f"{path}: no such config file")
         data = yaml.safe_load(path.read_text()) or {}
@@ -140,6 +140,32 @@ def load_train_config(name_or_path: str, overrides: dict | None = None) -> Train
     ]
     cfg.validate()
     return cfg
+
+
+def check_pretrained(cfg: TrainConfig) -> None:
+    """A ``pretrained`` bundle that is not there: which run makes it, or how to name another.
+
+    The staged presets name an earlier stage's bundle by a path relative to the working
+    directory (``runs/lite0_mixed_75/model.safetensors``): it is there from the repository
+    root once that stage has run, and nowhere else.
+    """
+    if not isinstance(cfg.pretrained, str) or Path(cfg.pretrained).is_file():
+        return
+    path = Path(cfg.pretrained)
+    where = "" if path.is_absolute() else f" (looked for in {Path.cwd()})"
+    stage = path.parent.name
+    if stage in list_presets():
+        manifest = cfg.manifest or "runs/data/manifest.json"
+        make = (
+            f"make it first with: wastenet train {stage} --set manifest={manifest} "
+            f"--out {path.parent}"
+        )
+    else:
+        make = "train the run that writes it first"
+    raise ConfigError(
+        f"{cfg.name} starts from the bundle {path}, which does not exist{where}; {make}, "
+        "or start from a bundle you have with --set pretrained=PATH"
+    )
 
 
 def parse_overrides(pairs: list[str]) -> dict:

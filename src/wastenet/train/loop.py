@@ -117,7 +117,7 @@ def _train_epoch(ctx: RunContext, pos: Position, stop: _StopFlag, optimizer) -> 
     first = freeze.first_trainable_unit(
         ctx.model_core, phase.freeze, pos.epoch, phase.epochs, cfg.freeze_stem_blocks
     )
-    freeze.set_trainable_units(ctx.model_core, first)
+    ctx.set_trainable_units(first)  # before DDP wraps: it hooks what trains at wrap time
     ctx.model.train()
     freeze.frozen_batchnorm_to_eval(ctx.model_core)
     batches = epoch_batches(
@@ -206,8 +206,8 @@ def train(
     run_dir = Path(run_dir)
     if not resume and (run_dir / checkpoint.STATE_FILE).exists():
         raise WasteNetError(f"{run_dir}: a run is already there; pass --resume or another --out")
+    ctx = RunContext(cfg, run_dir, progress)  # checks the config before the folder is made
     run_dir.mkdir(parents=True, exist_ok=True)
-    ctx = RunContext(cfg, run_dir, progress)
     pos = Position()
     if resume:
         pos = Position(**checkpoint.load_state(run_dir))
@@ -220,7 +220,7 @@ def train(
     with _StopFlag() as stop:
         while pos.phase < len(cfg.phases):
             phase = cfg.phases[pos.phase]
-            optimizer = _make_optimizer(cfg, ctx.model, phase.lr)
+            optimizer = _make_optimizer(cfg, ctx.model_core, phase.lr)
             if resume and (run_dir / checkpoint.OPTIM_FILE).exists() and pos.epoch + pos.step > 0:
                 checkpoint.load_optimizer(optimizer, run_dir / checkpoint.OPTIM_FILE)
             resume = False

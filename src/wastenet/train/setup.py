@@ -15,7 +15,7 @@ from wastenet.classes import CLASSES, input_size_for
 from wastenet.config import to_dict
 from wastenet.errors import ConfigError, WasteNetError
 from wastenet.meta import BundleMeta
-from wastenet.train.config import PhaseConfig, TrainConfig
+from wastenet.train.config import PhaseConfig, TrainConfig, check_pretrained
 from wastenet.train.data import CachedImages, weighted_rows
 
 
@@ -86,6 +86,7 @@ class RunContext:
         from wastenet.data.manifest import load_manifest
         from wastenet.models import create_model, default_config
 
+        check_pretrained(cfg)  # before any work: a staged preset run out of order
         self.cfg, self.run_dir, self.show_progress = cfg, run_dir, progress
         self.rank = int(os.environ.get("RANK", 0))
         self.world = int(os.environ.get("WORLD_SIZE", 1))
@@ -126,10 +127,8 @@ class RunContext:
             from wastenet.train.distill import Teachers
 
             self.teachers = Teachers(cfg.teachers, cfg.distill_temperature, self.device)
-        if self.world > 1:
-            self.model = torch.nn.parallel.DistributedDataParallel(
-                self.model_core, device_ids=[self.device] if cuda else None
-            )
+        self._wrapped_for: tuple[bool, ...] | None = None
+        self._wrap()
         mc = default_config(cfg.model)
         self.meta = BundleMeta(
             architecture=cfg.model,
@@ -144,6 +143,35 @@ class RunContext:
         self._augment = build_augment(cfg.augment, self._background_dirs())
         self._train: dict[tuple, CachedImages] = {}
         self._val: CachedImages | None = None
+
+    def set_trainable_units(self, first_trainable: int) -> None:
+        """Freeze the backbone units before ``first_trainable`` and rewrap for DDP."""
+        from wastenet.train.freeze import set_trainable_units
+
+        set_trainable_units(self.model_core, first_trainable)
+        self._wrap()
+
+    def _wrap(self) -> None:
+        """Under DDP, wrap the model for the parameters that train now; rewrap when they change.
+
+        DDP hooks, once, the parameters that need a gradient when it wraps: one frozen
+        later never sends its gradient (the reducer fails at the next step), one unfrozen
+        later is never averaged (the ranks drift apart). So freezing comes first, and a
+        phase or epoch that trains another set of parameters gets a new wrapper.
+        """
+        if self.world == 1:
+            return
+        trainable = tuple(p.requires_grad for p in self.model_core.parameters())
+        if trainable == self._wrapped_for:
+            return
+        old = self.model if self.model is not self.model_core else None
+        if old is not None and hasattr(old, "_remove_autograd_hooks"):
+            old._remove_autograd_hooks()  # the old reducer must not wait for these gradients
+        cuda = self.device.type == "cuda"
+        self.model = torch.nn.parallel.DistributedDataParallel(
+            self.model_core, device_ids=[self.device] if cuda else None
+        )
+        self._wrapped_for = trainable
 
     @staticmethod
     def _amp_dtype(amp: str, cuda: bool):
