@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from split_noise import mcnemar_exact  # benchmarks/ is the script's folder
 from wastenet.accelerate import load_engine
 from wastenet.data.background import BackgroundPool, object_alpha
 from wastenet.data.manifest import load_manifest
@@ -34,28 +35,12 @@ from wastenet.runtime.actuators import load_door_map, open_actuator
 from wastenet.runtime.app import DEFAULT_MODEL
 from wastenet.runtime.gate import PresenceGate
 from wastenet.runtime.loop import BinLoop
-from wastenet.runtime.sources import Frame
+from wastenet.runtime.testing import FrameReplay
 from wastenet.runtime.vote import MajorityVote
 
 RESULTS = Path(__file__).resolve().parent / "results" / "object_crop.json"
 FRAME_HW = (288, 384)  # the paper's capture size
 EMPTY_FRAMES, ITEM_FRAMES = 4, 2
-
-
-class Replay:
-    """A frame source over prepared frames (what a fixed camera would have captured)."""
-
-    def __init__(self, frames: list[np.ndarray]) -> None:
-        self.frames, self.i = frames, 0
-
-    def read(self) -> Frame | None:
-        if self.i >= len(self.frames):
-            return None
-        self.i += 1
-        return Frame(self.frames[self.i - 1], time.perf_counter(), self.i - 1)
-
-    def close(self) -> None:
-        pass
 
 
 def paste(obj: np.ndarray, alpha: np.ndarray, bg: np.ndarray, share: float, rng) -> np.ndarray:
@@ -109,7 +94,7 @@ def replay(engine, scenes, crop: bool) -> list[tuple[tuple, str | None]]:
         doors = load_door_map()
         results = []
         loop = BinLoop(
-            Replay(frames), engine, MajorityVote(10, 0.7), open_actuator("sim://", doors),
+            FrameReplay(frames), engine, MajorityVote(10, 0.7), open_actuator("sim://", doors),
             doors, PresenceGate(), [("collect", results.append)], crop_to_object=crop,
         )  # fmt: skip
         loop.run()
@@ -120,17 +105,6 @@ def replay(engine, scenes, crop: bool) -> list[tuple[tuple, str | None]]:
             pred = engine.meta.labels[int(np.argmax(r.probs))] if r.probs is not None else None
             out.append((truth, pred))
     return out
-
-
-def mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
-    """Exact two-sided McNemar test on paired right/wrong outcomes."""
-    from math import comb
-
-    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    n, k = only_a + only_b, min(only_a, only_b)
-    if n == 0:
-        return 1.0
-    return min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2**n)
 
 
 def summarise(pairs) -> dict:
@@ -170,7 +144,8 @@ def main() -> None:
     rows = {}
     for crop in (False, True):
         rows["crop_to_object" if crop else "whole_frame"] = summarise(replay(engine, scenes, crop))
-    p = mcnemar_p(rows["crop_to_object"]["right"], rows["whole_frame"]["right"])
+    crop, whole = rows["crop_to_object"]["right"], rows["whole_frame"]["right"]
+    p = mcnemar_exact(int(np.sum(crop & ~whole)), int(np.sum(~crop & whole)))
     result = {
         "command": "python benchmarks/bench_object_crop.py "
         + " ".join(

@@ -41,6 +41,18 @@ CLASS_COLOURS = {
 }
 
 
+@pytest.fixture(scope="module")
+def flat_colour_model(tmp_path_factory) -> Path:
+    """A real ONNX nearest-colour model (48x64 input) fitted on one flat image per class."""
+    pytest.importorskip("onnx")
+    from wastenet.runtime.testing import write_colour_model
+
+    path = tmp_path_factory.mktemp("model") / "colour.onnx"
+    examples = {c: [np.full((48, 64, 3), rgb, np.uint8)] for c, rgb in CLASS_COLOURS.items()}
+    write_colour_model(path, examples, input_hw=(48, 64))
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "trashnet").is_dir():

@@ -11,15 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import CLASS_COLOURS as COLOURS
 from wastenet.cli import main
 
-COLOURS = {
-    "cardboard": (150, 100, 50),
-    "glass": (40, 200, 90),
-    "metal": (160, 160, 170),
-    "paper": (250, 250, 240),
-    "plastic": (30, 60, 220),
-}
 DOORS_WITHOUT_METAL = """\
 hold_s: 0
 crop_to_object: false
@@ -29,14 +23,8 @@ classes: {cardboard: 0, paper: 0, glass: 1, plastic: 1}
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    pytest.importorskip("onnx")
-    from wastenet.runtime.testing import write_colour_model
-
-    path = tmp_path_factory.mktemp("model") / "colour.onnx"
-    examples = {c: [np.full((48, 64, 3), rgb, np.uint8)] for c, rgb in COLOURS.items()}
-    write_colour_model(path, examples, input_hw=(48, 64))
-    return path
+def model(flat_colour_model):
+    return flat_colour_model
 
 
 def scene(root, *names):

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import CLASS_COLOURS as COLOURS
 from wastenet.cli import main
 from wastenet.errors import ExitCode, SourceError
 from wastenet.runtime import live
@@ -31,26 +32,14 @@ from wastenet.runtime.actuators import load_door_map, open_actuator
 from wastenet.runtime.app import BinOptions, run_bin
 from wastenet.runtime.sources import ImageFolderSource, LatestFrameSource, open_source
 
-COLOURS = {
-    "cardboard": (150, 100, 50),
-    "glass": (40, 200, 90),
-    "metal": (160, 160, 170),
-    "paper": (250, 250, 240),
-    "plastic": (30, 60, 220),
-}
 MAX_HOLD_S = 20.0  # no server thread outlives a test by more than this
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    pytest.importorskip("onnx")
+def model(flat_colour_model):
     from wastenet.accelerate import load_engine
-    from wastenet.runtime.testing import write_colour_model
 
-    path = tmp_path_factory.mktemp("model") / "colour.onnx"
-    examples = {c: [np.full((48, 64, 3), rgb, np.uint8)] for c, rgb in COLOURS.items()}
-    write_colour_model(path, examples, input_hw=(48, 64))
-    return path, load_engine(path)
+    return flat_colour_model, load_engine(flat_colour_model)
 
 
 class StallingMjpegServer:

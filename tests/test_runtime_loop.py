@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import CLASS_COLOURS as COLOURS
 from wastenet.analysis import latency
 from wastenet.classes import NOT_SURE
 from wastenet.cli import main
@@ -24,13 +25,6 @@ from wastenet.runtime.loop import BinLoop
 from wastenet.runtime.sources import ImageFolderSource
 from wastenet.runtime.vote import MajorityVote
 
-COLOURS = {
-    "cardboard": (150, 100, 50),
-    "glass": (40, 200, 90),
-    "metal": (160, 160, 170),
-    "paper": (250, 250, 240),
-    "plastic": (30, 60, 220),
-}
 BACKGROUND = (30, 30, 30)
 SCENE = ["cardboard", "glass", "metal", "paper", "plastic", "plastic", "cardboard"]
 
@@ -399,7 +393,7 @@ def test_crop_to_object_classifies_the_item_not_the_tray(colour_model):
     cardboard-coloured board: the whole frame never reads as plastic, the crop around
     what changed does."""
     from wastenet.runtime.actuators import parse_door_map
-    from wastenet.runtime.sources import FrameSource
+    from wastenet.runtime.testing import FrameReplay
 
     _, engine = colour_model
     rng = np.random.default_rng(0)
@@ -411,27 +405,12 @@ def test_crop_to_object_classifies_the_item_not_the_tray(colour_model):
             img[20:60, 170:230] = COLOURS["plastic"]
         return img.astype(np.uint8)
 
-    class Replay(FrameSource):
-        def __init__(self, frames):
-            self.frames, self.i = frames, 0
-
-        def read(self):
-            from wastenet.runtime.sources import Frame
-
-            if self.i >= len(self.frames):
-                return None
-            self.i += 1
-            return Frame(self.frames[self.i - 1], time.perf_counter(), self.i - 1)
-
-        def close(self):
-            pass
-
     frames = [frame(False)] * 5 + [frame(True)] * 12
     labels = {}
     for crop in (False, True):
         doors = load_door_map()
         loop = BinLoop(
-            Replay(frames), engine, MajorityVote(10, 0.7), open_actuator("sim://", doors), doors,
+            FrameReplay(frames), engine, MajorityVote(10, 0.7), open_actuator("sim://", doors), doors,
             PresenceGate(), crop_to_object=crop,
         )  # fmt: skip
         results = []

@@ -55,6 +55,7 @@ class BinLoop:
             meta.std,
             meta.labels,
         )
+        self._aspect = max(self.size_hw) / min(self.size_hw)  # the object crop's (landscape)
         self.summary = RunSummary()
         self._fps = 0.0
         self._last_t: float | None = None
@@ -111,8 +112,7 @@ class BinLoop:
         box = self.gate.object_box(w, h)
         if box is None:
             return image
-        aspect = max(self.size_hw) / min(self.size_hw)
-        result.crop_box = object_window(box, w, h, self.crop_margin, aspect)
+        result.crop_box = object_window(box, w, h, self.crop_margin, self._aspect)
         x0, y0, x1, y1 = result.crop_box
         return image[y0:y1, x0:x1]
 

@@ -1,4 +1,5 @@
-"""A tiny, real ONNX classifier for tests and benchmarks: nearest colour centroid.
+"""Test and benchmark parts: a tiny, real ONNX classifier (nearest colour centroid) and a
+frame source that replays prepared frames.
 
 Global average pooling, one MatMul and a Softmax, fitted on example images through
 the real preprocessing path and carrying real ``BundleMeta``, so the bin, the
@@ -72,3 +73,24 @@ def write_colour_model(
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return meta
+
+
+class FrameReplay:
+    """A frame source over prepared RGB frames, in order, stamped when read: what a fixed
+    camera would have captured, for replays of the real loop."""
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        self.frames, self.i = frames, 0
+
+    def read(self):
+        import time
+
+        from wastenet.runtime.sources import Frame
+
+        if self.i >= len(self.frames):
+            return None
+        self.i += 1
+        return Frame(self.frames[self.i - 1], time.perf_counter(), self.i - 1)
+
+    def close(self) -> None:
+        pass

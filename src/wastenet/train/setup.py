@@ -213,22 +213,19 @@ class RunContext:
         training = set(self.cfg.sources or known)
         return [d for s, d in (self.cfg.backgrounds or {}).items() if s in training]
 
-    def _items(self, split: str, sources: list[str] | None = None):
-        """A split's items, limited to the run's sources (and then to ``sources``)."""
+    def _of_run(self, split: str, sources: list[str] | None = None) -> list:
+        """A split's items (``ood`` too), limited to the run's sources (then to ``sources``)."""
         items = self.manifest.items(split=split)
         for chosen in (self.cfg.sources, sources):  # names checked against the manifest above
             if chosen:
                 items = [it for it in items if it.source in chosen]
-        if not items:
-            raise WasteNetError(f"{self.cfg.manifest}: no {split} images for this run")
         return items
 
-    def _ood_items(self, sources: list[str] | None = None) -> list:
-        """Out-of-distribution items of the run's (and the phase's) training sources."""
-        items = self.manifest.items(split="ood")
-        for chosen in (self.cfg.sources, sources):
-            if chosen:
-                items = [it for it in items if it.source in chosen]
+    def _items(self, split: str, sources: list[str] | None = None):
+        """A split's items of the run; none is an error."""
+        items = self._of_run(split, sources)
+        if not items:
+            raise WasteNetError(f"{self.cfg.manifest}: no {split} images for this run")
         return items
 
     def _cache(self, items, pct: float):
@@ -247,7 +244,7 @@ class RunContext:
         if key not in self._train:
             items = self._items("train", phase.sources)
             if self.cfg.ood_weight > 0:
-                items += self._ood_items(phase.sources)
+                items += self._of_run("ood", phase.sources)
             rows = weighted_rows(items, self.cfg.source_weights, self.cfg.seed)
             self._train[key] = CachedImages(
                 items, self._cache(items, pct), self._augment, self.cfg.seed, rows
