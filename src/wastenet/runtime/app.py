@@ -132,6 +132,7 @@ def run_bin(
     ``engine`` replaces loading ``opts.model`` (tests and benchmarks pass their own).
     """
     from wastenet.accelerate import load_engine
+    from wastenet.accelerate.select import choice_dict, choose_engine
     from wastenet.runtime.actuators import open_actuator
     from wastenet.runtime.gate import GateConfig, PresenceGate
     from wastenet.runtime.loop import BinLoop
@@ -141,9 +142,14 @@ def run_bin(
 
     opts.check()
     model = Path(opts.model) if opts.model else DEFAULT_MODEL
+    choice = None
     if engine is None:
         if not model.exists():
             raise WasteNetError(_missing_model_message(model))
+        if opts.model is None:  # the bundle: its fastest verified engine that runs here
+            choice = choose_engine(model)
+            model = choice.path
+            print_fn(f"engine: {model.name} ({choice.reason})")
         engine = load_engine(model)
     doors = _load_doors(opts, engine, print_fn)
     try:
@@ -187,7 +193,12 @@ def run_bin(
         summary = loop.run(opts.max_frames, stop)
         writer.write_json(
             "run.json",
-            {"config": asdict(opts), "model": str(model), "summary": _summary_dict(summary)},
+            {
+                "config": asdict(opts),
+                "model": str(model),
+                "engine_choice": choice_dict(choice) if choice else None,
+                "summary": _summary_dict(summary),
+            },
         )
     finally:
         for part in reversed(parts):
