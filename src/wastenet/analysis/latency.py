@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from wastenet.errors import WasteNetError
+from wastenet.runtime.actuators import PAPER_SERVO_DELAY_S
 
-PAPER_SERVO_S = 0.646
 PAPER_N = 10
 PAPER_IPS = 17.0
 PAPER_TOTAL_S = 1.0  # classification-to-servo delay seen in the demo footage
@@ -42,12 +42,12 @@ def equation1(n_star: float, ips: float, t_cts: float = PAPER_TOTAL_S, n: float 
     return queue_delay(n_star, ips) + servo_latency(t_cts, n, ips)
 
 
-def equation2(n: float, ips: float = PAPER_IPS, servo_s: float = PAPER_SERVO_S) -> float:
+def equation2(n: float, ips: float = PAPER_IPS, servo_s: float = PAPER_SERVO_DELAY_S) -> float:
     """Eq. 2: T_total = (1/IPS)(N/2 + 1) + T_servo (0.646 s in the paper)."""
     return queue_delay(n, ips) + servo_s
 
 
-def calculator_table(ns: list[int], ips: float, servo_s: float = PAPER_SERVO_S) -> list[dict]:
+def calculator_table(ns: list[int], ips: float, servo_s: float = PAPER_SERVO_DELAY_S) -> list[dict]:
     return [
         {
             "n": n,

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wastenet.classes import CONFIDENCE_THRESHOLD
+from wastenet.analysis.latency import PAPER_IPS, PAPER_N, PAPER_SERVO_DELAY_S
 from wastenet.errors import ExitCode
+from wastenet.runtime.app import BinOptions
+
+BIN = BinOptions()  # the bin's defaults, defined once there
 
 
 def register(subparsers, formatter_class) -> None:
@@ -32,26 +35,29 @@ def register(subparsers, formatter_class) -> None:
     run.add_argument("--model", help="model artifact (.onnx, ...); default: the bundled one")
     run.add_argument(
         "--actuator",
-        default="sim://",
+        default=BIN.actuator,
         help="sim://[?delay=S&record=F], log:// or pca9685://[BUS][/ADDR] (a BUS number "
         "needs adafruit-extended-bus; none: the board's default bus)",
     )
     run.add_argument("--doors", help="class -> door YAML; default: the paper's three doors")
-    run.add_argument("--vote", type=int, default=10, help="majority-vote window N (>= 1)")
+    run.add_argument("--vote", type=int, default=BIN.vote, help="majority-vote window N (>= 1)")
     run.add_argument(
         "--threshold",
         type=float,
-        default=CONFIDENCE_THRESHOLD,
+        default=BIN.threshold,
         help="minimum top probability of a vote, in [0, 1]",
     )
     run.add_argument(
-        "--min-share", type=float, default=0.5, help="winner needs more than this share of N"
+        "--min-share",
+        type=float,
+        default=BIN.min_share,
+        help="winner needs more than this share of N",
     )
     run.add_argument("--no-gate", action="store_true", help="infer every frame (no presence gate)")
     run.add_argument(
         "--gate-threshold",
         type=float,
-        default=0.03,
+        default=BIN.gate_threshold,
         help="changed-pixel share meaning 'present', in (0, 1)",
     )
     run.add_argument(
@@ -68,7 +74,7 @@ def register(subparsers, formatter_class) -> None:
         "--mjpeg-port", type=int, help="serve the overlay as MJPEG on 127.0.0.1:PORT (1..65535)"
     )
     run.add_argument("--store", help="sample store folder for retraining (off when not given)")
-    run.add_argument("--store-policy", default="uncertain", help="all, uncertain or every:K")
+    run.add_argument("--store-policy", default=BIN.store_policy, help="all, uncertain or every:K")
     run.add_argument(
         "--store-quota-mb", type=float, help="evict oldest samples beyond this size (> 0)"
     )
@@ -84,15 +90,17 @@ def register(subparsers, formatter_class) -> None:
         formatter_class=formatter_class,
         epilog="examples:\n  wastenet latency --n 10 --ips 17\n  wastenet latency --run runs/bin/20250101-120000",
     )
-    lat.add_argument("--n", type=int, default=10, help="vote window N")
-    lat.add_argument("--ips", type=float, default=17.0, help="inferences per second")
-    lat.add_argument("--servo", type=float, default=0.646, help="servo delay in seconds")
+    lat.add_argument("--n", type=int, default=PAPER_N, help="vote window N")
+    lat.add_argument("--ips", type=float, default=PAPER_IPS, help="inferences per second")
+    lat.add_argument(
+        "--servo", type=float, default=PAPER_SERVO_DELAY_S, help="servo delay in seconds"
+    )
     lat.add_argument("--run", help="a bin run folder to compare with")
     lat.set_defaults(func=_latency)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from wastenet.runtime.app import BinOptions, run_bin
+    from wastenet.runtime.app import run_bin
 
     opts = BinOptions(
         source=args.source,
