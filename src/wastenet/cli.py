@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "wastenet.accelerate.commands",
     "wastenet.runtime.commands",
     "wastenet.analysis.power_commands",
+    "wastenet.analysis.report_commands",
 )
 
 
