@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bench_openvino_static import latency_p50_ms
+from wastenet.provenance import provenance
 
 
 def conv_macs(model_path: str) -> dict[str, float]:
@@ -136,7 +137,7 @@ def main() -> None:
         f"inferences/s for this model, if every layer ran at the best probe's rate"
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    Path(args.out).write_text(json.dumps({**result, "provenance": provenance()}, indent=2))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wastenet.provenance import provenance
+
 RESULTS = Path(__file__).resolve().parent / "results" / "data.json"
 SIZE = (288, 384)
 
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_min": round(min(rows.values()) / train_ips, 1),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1))
+    RESULTS.write_text(json.dumps({**result, "provenance": provenance()}, indent=1))
     print("| pipeline | images/s (2 cores) | x training |")
     print("| --- | ---: | ---: |")
     labels = {

@@ -26,6 +26,7 @@ from pathlib import Path
 from wastenet.accelerate.bench import bench_one, markdown, write_results
 from wastenet.accelerate.export import CalibSource, export_bundle
 from wastenet.classes import CLASSES, input_size_for
+from wastenet.provenance import provenance
 
 HERE = Path(__file__).resolve().parent
 CPU_FORMATS = ["onnx", "onnx-fp16", "ort-int8", "openvino", "openvino-int8"]
@@ -85,7 +86,9 @@ def run_one(args, bundle: Path, work: Path, stem: str) -> None:
     }
     files = write_results(rows, args.out, stem=stem)
     data = json.loads(files["json"].read_text())
-    files["json"].write_text(json.dumps({**data, "summary": summary}, indent=2, default=str))
+    files["json"].write_text(
+        json.dumps({**data, "summary": summary, "provenance": provenance()}, indent=2, default=str)
+    )
     print(markdown(rows))
     print(
         f"\nfastest: {fastest['format']} p50 {fastest['p50_ms']:.2f} ms "

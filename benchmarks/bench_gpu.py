@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wastenet.provenance import provenance
+
 
 def runtime_probe() -> dict:
     out = {}
@@ -140,7 +142,7 @@ def main() -> None:
         result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    Path(args.out).write_text(json.dumps({**result, "provenance": provenance()}, indent=1))
     print(f"| {result['gpu']} | batch | p50 ms | images/s |")
     print("| --- | ---: | ---: | ---: |")
     for key, row in result.items():

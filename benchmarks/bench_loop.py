@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from wastenet.accelerate import load_engine
+from wastenet.provenance import provenance
 from wastenet.runtime.actuators import load_door_map, open_actuator
 from wastenet.runtime.app import DEFAULT_MODEL, DEFAULT_SAMPLES
 from wastenet.runtime.gate import PresenceGate
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         for gate in (False, True):
             run = throughput(engine, args.frames, gate)
             run["engine"] = name
+            run["engine_path"] = None if path == "colour" else str(path)
             result["runs"].append(run)
             print(f"{name} gate={gate}: {run['fps']:.1f} frames/s", file=sys.stderr)
     w, h = (int(v) for v in args.memory_size.split("x"))
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     result["memory"]["engine"] = args.memory_engine or "colour-centroid ONNX (cheap stand-in)"
     result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1000
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({**result, "provenance": provenance()}, indent=2) + "\n")
     print_table(result)
     return 0
 

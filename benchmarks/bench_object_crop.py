@@ -31,6 +31,7 @@ from wastenet.data.background import BackgroundPool, object_alpha
 from wastenet.data.manifest import load_manifest
 from wastenet.evaluate.metrics import wilson_interval
 from wastenet.imageio import read_rgb
+from wastenet.provenance import provenance
 from wastenet.runtime.actuators import load_door_map, open_actuator
 from wastenet.runtime.app import DEFAULT_MODEL
 from wastenet.runtime.gate import PresenceGate
@@ -163,7 +164,7 @@ def main() -> None:
         **{k: {kk: vv for kk, vv in v.items() if kk != "right"} for k, v in rows.items()},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    Path(args.out).write_text(json.dumps({**result, "provenance": provenance()}, indent=1))
     print("| view | frames | top-1 (95 % CI) | " + " | ".join(CLASSES_HEAD) + " |")
     for name in ("whole_frame", "crop_to_object"):
         r = result[name]

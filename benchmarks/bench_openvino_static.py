@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wastenet.provenance import provenance
+
 
 def p50_ms(core, path: str, static: bool, threads: int, iters: int, hw: tuple[int, int]) -> float:
     model = core.read_model(path)
@@ -74,7 +76,7 @@ def main() -> None:
         "median_static_ms": float(np.median([r["static"] for r in rounds])),
         "static_faster_in_rounds": sum(r["static"] < r["dynamic"] for r in rounds),
     }
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    Path(args.out).write_text(json.dumps({**result, "provenance": provenance()}, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "rounds"}, indent=1))
 
 

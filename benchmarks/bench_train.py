@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from wastenet.models import create_model
+from wastenet.provenance import provenance
 from wastenet.train.freeze import set_trainable_units
 from wastenet.train.setup import cpu_has_fast_bf16
 
@@ -73,7 +74,7 @@ def main() -> None:
         "rows": rows,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
+    RESULTS.write_text(json.dumps({**result, "provenance": provenance()}, indent=2))
     print(f"| setting ({args.model}, batch {args.batch}, {h}x{w}) | step (s) | images/s |")
     print("| --- | ---: | ---: |")
     for row in rows:

@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from wastenet.provenance import provenance
+
 RESULTS = Path(__file__).resolve().parent / "results" / "compare_eval.json"
 
 
@@ -58,7 +60,14 @@ def main(args: list[str]) -> None:
         print(f"| {metric} | " + " | ".join(values) + " |")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
-        json.dumps({"reports": dict(zip(reports, args, strict=True)), "rows": table}, indent=1)
+        json.dumps(
+            {
+                "reports": dict(zip(reports, args, strict=True)),
+                "rows": table,
+                "provenance": provenance(),
+            },
+            indent=1,
+        )
     )
 
 

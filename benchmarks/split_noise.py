@@ -16,6 +16,8 @@ import json
 import math
 from pathlib import Path
 
+from wastenet.provenance import provenance
+
 RESULTS = Path(__file__).resolve().parent / "results" / "split_noise.json"
 
 
@@ -124,7 +126,7 @@ def main() -> None:
             f"cannot read {args.compare_errors} as compare_errors.py output: {e}"
         ) from None
     print(table(noise))
-    Path(args.out).write_text(json.dumps(noise, indent=1))
+    Path(args.out).write_text(json.dumps({**noise, "provenance": provenance()}, indent=1))
     print(f"written: {args.out}")
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from wastenet.errors import ModelFileError
+from wastenet.provenance import provenance
 
 
 def artifact_bytes(path: Path) -> int:
@@ -172,7 +173,7 @@ def write_results(rows: list[dict], out_dir: Path, stem: str = "bench") -> dict[
     """JSON, Markdown and the bar chart; ``png`` is None where matplotlib is missing."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-    json_path.write_text(json.dumps({"rows": rows}, indent=2))
+    json_path.write_text(json.dumps({"rows": rows, "provenance": provenance()}, indent=2))
     md_path.write_text(markdown(rows) + "\n")
     return {"json": json_path, "md": md_path, "png": bar_chart(rows, out_dir / f"{stem}.png")}
 

@@ -15,7 +15,7 @@ EPILOG = """examples:
   wastenet power parse tegrastats.log --states states.json --settle-s 2
   wastenet power parse tegrastats.log --run runs/bin/20250101-120000
   wastenet power protocol --model model.onnx --tegrastats-log runs/power/tegrastats.log
-  wastenet power rapl --model model.onnx --seconds 10
+  wastenet power rapl --model model.onnx --seconds 10 --json runs/power/rapl.json
 
 exit code 2 with a reason where the hardware cannot be read ('tegrastats not found: this
 is not a Jetson', 'RAPL not available on this machine (...)'): never an invented number."""
@@ -109,6 +109,7 @@ def _register_protocol(sub, formatter_class) -> None:
     p.add_argument("--infer-s", type=float, default=30.0, help="seconds inferring")
     p.add_argument("--interval-ms", type=int, default=500, help="tegrastats sample interval")
     p.add_argument("--settle-s", type=float, default=2.0, help="skip this much of each state")
+    p.add_argument("--json", help="power per state as JSON (default: power.json beside the log)")
     p.set_defaults(func=_protocol)
 
 
@@ -121,6 +122,7 @@ def _register_rapl(sub, formatter_class) -> None:
     r.add_argument("--model", required=True, help="model artifact (load_engine opens it)")
     r.add_argument("--seconds", type=float, default=10.0, help="seconds of inference")
     r.add_argument("--idle-s", type=float, default=0.0, help="measure idle power first, s")
+    r.add_argument("--json", help="also write the result to this JSON file")
     r.add_argument("--sysfs-root", default="/sys/class/powercap", help=argparse.SUPPRESS)
     r.set_defaults(func=_rapl)
 
@@ -243,8 +245,17 @@ def _parse(args: argparse.Namespace) -> int:
         out["run"] = pw.align_run(log, args.run, args.clock_offset)
         _print_run(out["run"])
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+        _write_json(args.json, out)
     return 0
+
+
+def _write_json(path: str, result: dict) -> None:
+    """The result with its provenance (command, date, machine), for ``wastenet report``."""
+    from wastenet.provenance import provenance
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    record = {**result, "provenance": provenance()}
+    Path(path).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def _protocol(args: argparse.Namespace) -> int:
@@ -262,6 +273,10 @@ def _protocol(args: argparse.Namespace) -> int:
     if result["log"].skipped:
         print(f"skipped {result['log'].skipped} malformed tegrastats line(s)")
     print_states(result["rows"])
+    out = args.json or str(Path(args.tegrastats_log).with_name("power.json"))
+    _write_json(out, {"power_mode": mode, "load_s": result["doc"].get("load_s"),
+                      "states": result["rows"], "skipped": result["log"].skipped})  # fmt: skip
+    print(f"power per state: {out}")
     return 0
 
 
@@ -297,4 +312,6 @@ def _rapl(args: argparse.Namespace) -> int:
         print(
             f"idle {r['idle_w']:.2f} W; {r['marginal_j_per_inference']:.4f} J per inference above idle"
         )
+    if args.json:
+        _write_json(args.json, r)
     return 0

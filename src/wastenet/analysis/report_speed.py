@@ -262,7 +262,12 @@ def loop_rows(source: Source) -> list[dict]:
     """One row per loop run; engines of the same file name are told apart by their order
     (``#2``: the second --engine; every engine runs gate off, then gate on)."""
     runs = source.data.get("runs", [])
-    names = [str(r.get("engine_path") or r.get("engine", "?")) for r in runs]
+    names = [
+        f"{PurePosixPath(r['engine_path']).parent.name}/{r.get('engine', '?')}"
+        if r.get("engine_path")
+        else str(r.get("engine", "?"))
+        for r in runs
+    ]
     starts = [i for i, r in enumerate(runs) if not r.get("gate") or i == 0]
     out = []
     for i, run in enumerate(runs):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from wastenet.classes import CLASSES, NOT_SURE
 from wastenet.errors import WasteNetError
+from wastenet.provenance import provenance
 
 COLUMNS = ("item", "true", "predicted", "error")
 _NOT_SURE_NAMES = {NOT_SURE, "not_sure", "other", "unknown", ""}
@@ -140,7 +141,8 @@ def evaluate_realworld(csv_path: str | Path, out_dir: str | Path) -> dict:
     summary = summarize(read_outcomes(csv_path))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "realworld.json").write_text(json.dumps(summary, indent=2))
+    record = {**summary, "provenance": provenance()}
+    (out / "realworld.json").write_text(json.dumps(record, indent=2))
     (out / "realworld.md").write_text(render_markdown(summary))
     save_category_bars(
         summary["per_category"], out / "realworld.png", "Real-world test per category"
