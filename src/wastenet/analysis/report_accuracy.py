@@ -272,6 +272,7 @@ def per_source_section(report: Report) -> Section:
             "Figure 12: top-1 per test split, per model",
             svg,
             "" if series else NOT_MEASURED,
+            sorted({row[-1] for row in rows if row[-1]}),
         )
     )
     return section

@@ -1,0 +1,152 @@
+"""``wastenet report``: every table and figure from each kind of result, provenance beside
+each number, 'not measured yet' for what no input holds, and the BENCHMARKS.md page."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from report_fixtures import bench_rows, make_results
+from wastenet import provenance as prov
+from wastenet.analysis import report_benchmarks, report_inputs, report_render
+from wastenet.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURES = {"fig-8", "fig-9-paper", "fig-9-1", "fig-10-1", "fig-10-2", "fig-12", "fig-14",
+           "fig-15", "fig-eq2"}  # fmt: skip
+SECTIONS = ("Table 4", "Figure 8", "Table 5", "Figure 9", "Tables 6 and 7", "Figures 10/13",
+            "Figure 12", "Figure 14", "Figure 15", "Equation 2")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    return make_results(tmp_path_factory.mktemp("results"))
+
+
+def _report(out: Path, *args: str) -> tuple[str, str]:
+    assert main(["report", "--out", str(out), *args]) == 0
+    return (out / "report.md").read_text(), (out / "report.html").read_text()
+
+
+def test_every_table_and_figure_from_generated_results(generated, tmp_path, capsys):
+    md, page = _report(tmp_path / "out", "--no-defaults", "--results", str(generated))
+    assert "10 results read (1 other JSON files skipped)" in capsys.readouterr().out
+    for title in SECTIONS:
+        assert title in md and title in page
+    assert {p.stem for p in (tmp_path / "out" / "figures").glob("*.svg")} == FIGURES
+    assert page.count('<figure class="plot"') == len(FIGURES)
+    # the numbers of each input, in its table
+    for text in ("95.0 % (76.0-99.0)", "85.0 % (64.0-95.0)", "| 71.4 % | 85.7 % |",
+                 "| inferring (MAXN) | 4.80 | 16.0 | 3.33 | 0.300 |", "| 0.360 | 0.353 | 1.006 |",
+                 "| 1.20 | FAIL |", "| int8_ac/model.int8.xml | on | 95.0 | 196/300 |",
+                 "| CPU package inferring (RAPL) | 20.00 | 50.0 | 2.50 |"):  # fmt: skip
+        assert text in md, text
+    # and where it came from: command, date, machine; 'unknown' for a file without them
+    for command in ("wastenet evaluate runs/m/export/model.onnx", "wastenet run --source",
+                    "wastenet power protocol", "wastenet shift --model", "wastenet train"):  # fmt: skip
+        assert command in md
+    assert "2026-01-02T03:04:05+00:00, on test machine, 2 cores" in md
+    assert "verify/verify.json: `unknown`, unknown, on unknown" in md
+    assert "notes.json" in md  # found, not a result: listed, not silently dropped
+    # self-contained: no script, nothing fetched
+    assert "<script" not in page
+    assert not re.search(r'(?:src|href)="(?:https?:)?//', page)
+
+
+def test_missing_inputs_read_not_measured_yet(tmp_path):
+    (tmp_path / "empty").mkdir()
+    md, page = _report(tmp_path / "out", "--no-defaults", "--results", str(tmp_path / "empty"))
+    for line in ("| this project's bin, the 40-item protocol | not measured yet |",
+                 "| this project's board | not measured yet |",
+                 "| this project's bin runs | not measured yet |",
+                 "*Figures 10/13: per category*: not measured yet"):  # fmt: skip
+        assert line in md
+    assert 'class="missing"' in page
+    # only the paper's own figures are drawn, and they say the paper
+    drawn = {p.stem for p in (tmp_path / "out" / "figures").glob("*.svg")}
+    assert drawn == {"fig-8", "fig-9-paper", "fig-14", "fig-15", "fig-eq2"}
+
+
+def test_tables_only_without_matplotlib(generated, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    report = report_render.build(report_inputs.collect([generated], defaults=False))
+    assert not report.plots
+    paths = report_render.write(report, tmp_path / "out")
+    page = paths["html"].read_text()
+    assert "matplotlib is not installed" in page and '<figure class="plot"' not in page
+    assert "| inferring (MAXN) | 4.80 |" in paths["md"].read_text()
+    assert not list((tmp_path / "out" / "figures").iterdir())
+
+
+@pytest.mark.skipif(
+    not (REPO / "benchmarks" / "results").is_dir(), reason="no committed benchmarks/results"
+)
+def test_committed_results_and_the_benchmarks_page(tmp_path):
+    bm = tmp_path / "BENCHMARKS.md"
+    md, _ = _report(tmp_path / "out", "--benchmarks-md", str(bm))
+    # the shipped model, from the bundled evaluation and ONNX file
+    assert "| **the shipped model** (bundled) | 3.36 M | 13.5 |" in md
+    page = bm.read_text()
+    assert len(page.splitlines()) < 250
+    assert report_benchmarks.COMMAND in page
+    assert "| trashnet | 238 | 95.0 % (91.4-97.1) |" in page
+    assert page.count("(recommended)**") >= 1
+    assert not re.search(r"(?<![\w.])/(?:work|home|root|tmp|usr|mnt)/", page)  # no machine path
+    assert not re.search(r"\b[0-9a-f]{40}\b", page)  # no commit hash
+
+
+def test_onnx_parameters_and_metadata_without_onnx():
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+
+    path = report_inputs.BUNDLED / "wastenet-lite0.onnx"
+    model = onnx.load(str(path))
+    expected = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+    assert report_inputs.count_onnx_parameters(path) == expected
+    meta = report_inputs.read_onnx_metadata(path)
+    assert meta == {p.key: p.value for p in model.metadata_props}
+
+
+def test_bench_rows_pair_with_the_verify_file_of_the_same_run(tmp_path):
+    """Two verify files hold an artifact of the same tail; the one named like the bench
+    file (engines_b <-> verify_b) is the one paired."""
+    bench = {"rows": bench_rows()}
+    row = {"format": "onnx", "accuracy": 90.0, "reference_accuracy": 90.0, "passed": True}
+    files = {
+        "engines_b.json": bench,
+        "verify_a.json": {"rows": [{**row, "artifact": "a/export/model.onnx", "drop_points": 5.0}]},
+        "verify_b.json": {"rows": [{**row, "artifact": "b/export/model.onnx", "drop_points": 0.5}]},
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_text(json.dumps(data))
+    inputs = report_inputs.collect([tmp_path], defaults=False)
+    from wastenet.analysis.report_speed import match_verify
+
+    (bench_source,) = inputs.of("bench")
+    matched = match_verify(bench_source, inputs.of("verify"))
+    assert matched[0] is None  # the eager reference has no verify row
+    assert matched[1][0]["drop_points"] == 0.5 and matched[1][1].label.endswith("verify_b.json")
+
+
+def test_command_line_as_typed():
+    assert prov.command_line(["/venv/bin/wastenet", "bench", "a b"]) == "wastenet bench 'a b'"
+    assert prov.command_line(["/x/src/wastenet/cli.py", "train", "p"]) == "wastenet train p"
+    script = Path.cwd() / "benchmarks" / "bench_loop.py"
+    assert prov.command_line([str(script), "--frames", "3"]) == (
+        "python benchmarks/bench_loop.py --frames 3"
+    )
+    p = prov.provenance(["wastenet", "report"])
+    assert set(p) >= {"command", "date", "machine"} and "cores" in p["machine"]
+
+
+def test_writers_record_provenance(tmp_path):
+    from wastenet.accelerate.bench import write_results
+
+    write_results(bench_rows(), tmp_path)
+    record = json.loads((tmp_path / "bench.json").read_text())["provenance"]
+    assert record["command"] and record["date"][:2] == "20" and record["machine"]
