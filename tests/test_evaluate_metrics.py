@@ -60,7 +60,7 @@ def test_set_label_and_coarse_accuracy():
         ("cardboard", "paper"),
         ("cardboard",),
     ]
-    assert M.in_label_set(pred, labels).tolist() == [True, True, False, False]
+    assert M.score(pred, labels).hits.tolist() == [True, True, False, False]
     # with paper+cardboard merged, an exact cardboard called paper is right too
     assert M.coarse_correct(pred, labels).tolist() == [True, True, False, True]
 
@@ -111,3 +111,23 @@ def test_wilson_interval_bounds_a_small_splits_top1():
     assert lo < 226 / 238 < hi and hi - lo == pytest.approx(0.057, abs=0.001)
     wide, narrow = M.wilson_interval(45, 50), M.wilson_interval(900, 1000)
     assert wide[1] - wide[0] > 2 * (narrow[1] - narrow[0])  # more items, a tighter bound
+
+
+def test_score_is_set_aware_per_class_and_per_source():
+    # exact cardboard right, exact paper called cardboard, a set label hit, an outlier
+    probs = onehot_probs(["cardboard", "cardboard", "paper", "plastic"])
+    labels = [("cardboard",), ("paper",), ("cardboard", "paper"), ()]
+    s = M.score(probs, labels, sources=["a", "a", "b", "b"])
+    assert s.hits.tolist() == [True, False, True, False]  # an outlier is never right
+    assert (s.n, s.right, s.accuracy) == (4, 2, 0.5)
+    assert (s.n_exact, s.right_exact, s.exact_accuracy) == (2, 1, 0.5)
+    assert s.per_class["cardboard"]["precision"] == 0.5 and s.per_class["paper"]["support"] == 1
+    assert s.confusion.sum() == 2  # exactly-labelled items only
+    assert {k: (v.n, v.right) for k, v in s.per_source.items()} == {"a": (2, 1), "b": (2, 1)}
+    # class indices, or a bool mask per item, score the same
+    masks = M.label_masks(labels)
+    assert M.score(probs.argmax(1), masks).hits.tolist() == s.hits.tolist()
+    empty = M.score(np.zeros((0, 5)), [])
+    assert empty.n == 0 and empty.accuracy is None and empty.exact_accuracy is None
+    with pytest.raises(ValueError):
+        M.score(probs, labels[:3])

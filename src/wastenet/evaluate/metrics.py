@@ -1,13 +1,16 @@
 """Classification metrics on plain arrays (numpy only, so the bin can verify itself).
 
 Labels come as tuples of class names: one name is an exact label, several are a set
-label (web-mixed ``paper_and_cardboard`` = ("cardboard", "paper")); a prediction
-is right for a set label when it falls in the set.
+label (web-mixed ``paper_and_cardboard`` = ("cardboard", "paper")), none marks an
+out-of-distribution item; a prediction is right for a set label when it falls in the
+set. ``score`` is the one scorer: training validation, ``evaluate``, ``verify``, NNCF's
+accuracy control and the benchmarks all count right answers through it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -106,10 +109,110 @@ def auroc(positive: np.ndarray, negative: np.ndarray) -> float | None:
     return float(u / (pos.size * neg.size))
 
 
-def in_label_set(pred_idx: np.ndarray, label_sets: Sequence[Iterable[str]], classes=CLASSES):
-    """Boolean array: the predicted class is one of the item's label(s)."""
-    names = [classes[int(i)] for i in np.asarray(pred_idx)]
-    return np.array([n in set(ls) for n, ls in zip(names, label_sets, strict=True)], bool)
+def label_masks(labels: Sequence[Iterable[str]] | np.ndarray, classes=CLASSES) -> np.ndarray:
+    """(N, classes) bool: True where a class is in the item's label set (a row of False for
+    an empty set, an out-of-distribution item). A bool mask array is returned as it is."""
+    if isinstance(labels, np.ndarray) and labels.dtype == bool:
+        return labels
+    index = {c: i for i, c in enumerate(classes)}
+    masks = np.zeros((len(labels), len(classes)), bool)
+    for row, names in enumerate(labels):
+        masks[row, [index[c] for c in names]] = True
+    return masks
+
+
+def predicted_classes(predictions: np.ndarray) -> np.ndarray:
+    """Class indices: given as they are (N,), or the argmax of scores (N, classes)."""
+    predictions = np.asarray(predictions)
+    if predictions.ndim == 2:
+        return predictions.argmax(axis=1) if len(predictions) else np.zeros(0, np.int64)
+    return predictions.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Score:
+    """Predictions against label sets: set-aware top-1 and the numbers per class.
+
+    ``accuracy`` is the set-aware top-1 over every item (a set label is right when the
+    prediction is in it; an out-of-distribution item never is): what training
+    validates on, ``verify`` compares and the robustness suite reports.
+    ``exact_accuracy`` is the top-1 over exactly-labelled items (the paper's test-set
+    accuracy); ``per_class`` and ``confusion`` count those items only.
+    """
+
+    pred: np.ndarray  # predicted class index per item
+    masks: np.ndarray  # (N, classes) bool: each item's label set
+    classes: tuple[str, ...]
+    per_source: dict[str, Score] = field(default_factory=dict)
+
+    @property
+    def hits(self) -> np.ndarray:
+        return self.masks[np.arange(len(self.pred)), self.pred]
+
+    @property
+    def exact(self) -> np.ndarray:
+        return self.masks.sum(axis=1) == 1
+
+    @property
+    def n(self) -> int:
+        return len(self.pred)
+
+    @property
+    def right(self) -> int:
+        return int(self.hits.sum())
+
+    @property
+    def accuracy(self) -> float | None:
+        return mean_or_none(self.hits)
+
+    @property
+    def n_exact(self) -> int:
+        return int(self.exact.sum())
+
+    @property
+    def right_exact(self) -> int:
+        return int(self.hits[self.exact].sum())
+
+    @property
+    def exact_accuracy(self) -> float | None:
+        return mean_or_none(self.hits[self.exact])
+
+    @property
+    def confusion(self) -> np.ndarray:
+        """Exactly-labelled items: row = true class, column = predicted class."""
+        exact = self.exact
+        truth = self.masks[exact].argmax(axis=1)
+        return confusion_matrix(truth, self.pred[exact], len(self.classes))
+
+    @property
+    def per_class(self) -> dict:
+        return per_class_prf(self.confusion, self.classes)
+
+
+def score(
+    predictions: np.ndarray,
+    labels: Sequence[Iterable[str]] | np.ndarray,
+    classes: Sequence[str] = CLASSES,
+    sources: Sequence[str] | None = None,
+) -> Score:
+    """Score ``predictions`` (class indices, or probabilities / logits: their argmax)
+    against ``labels`` (tuples of class names, or a bool mask per item); with
+    ``sources``, ``per_source`` scores each source's items on their own."""
+    pred = predicted_classes(predictions)
+    masks = label_masks(labels, classes)
+    if len(pred) != len(masks) or masks.shape[1] != len(classes):
+        raise ValueError(
+            f"{len(pred)} predictions for label masks of shape {masks.shape} "
+            f"({len(classes)} classes)"
+        )
+    classes = tuple(classes)
+    per_source = {}
+    if sources is not None:
+        sources = np.asarray(list(sources), dtype=object)
+        for source in sorted(set(sources)):
+            sel = sources == source
+            per_source[source] = Score(pred[sel], masks[sel], classes)
+    return Score(pred, masks, classes, per_source)
 
 
 def coarse_correct(

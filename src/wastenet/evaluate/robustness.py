@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from wastenet.evaluate.corruptions import CORRUPTIONS, corrupt
-from wastenet.evaluate.metrics import in_label_set
+from wastenet.evaluate.metrics import score
 from wastenet.evaluate.plots import pyplot
 
 PredictFn = Callable[[np.ndarray], np.ndarray]  # uint8 NHWC -> probabilities (N, classes)
@@ -37,8 +37,7 @@ def run_robustness(
         for start in range(0, len(images), batch_size):
             stop = min(start + batch_size, len(images))
             batch = np.stack([make(i) for i in range(start, stop)])
-            pred = predict_images(batch).argmax(axis=1)
-            correct += int(in_label_set(pred, label_sets[start:stop]).sum())
+            correct += score(predict_images(batch), label_sets[start:stop]).right
         return correct / len(images) if len(images) else float("nan")
 
     if clean_accuracy is None:

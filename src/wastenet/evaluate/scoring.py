@@ -8,7 +8,7 @@ import numpy as np
 
 from wastenet.classes import CLASSES, CONFIDENCE_THRESHOLD
 from wastenet.evaluate import metrics as M
-from wastenet.evaluate.temperature import expected_calibration_error, label_masks
+from wastenet.evaluate.temperature import expected_calibration_error
 
 
 def row_name(labels: Sequence[str], classes=CLASSES) -> str:
@@ -42,29 +42,25 @@ def score_group(
 ) -> dict:
     """Top-1 (exact labels), set accuracy, coarse accuracy, P/R/F1, confusion, not-sure."""
     probs = np.asarray(probs, np.float64)
-    pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, int)
     label_sets = [tuple(ls) for ls in label_sets]
-    exact = np.array([len(ls) == 1 for ls in label_sets], bool)
-    index = {c: i for i, c in enumerate(classes)}
-    y_exact = np.array([index[ls[0]] for ls, e in zip(label_sets, exact, strict=True) if e], int)
-    in_set = M.in_label_set(pred, label_sets, classes)
-    cm = M.confusion_matrix(y_exact, pred[exact], len(classes))
+    s = M.score(probs, label_sets, classes)
+    pred, in_set, exact = s.pred, s.hits, s.exact
     return {
-        "n": len(label_sets),
-        "n_exact": int(exact.sum()),
-        "n_set_label": int((~exact).sum()),
+        "n": s.n,
+        "n_exact": s.n_exact,
+        "n_set_label": s.n - s.n_exact,
         # top-1 over the exactly-labelled items: the paper's test-set accuracy
-        "top1": M.top1(y_exact, pred[exact]),
-        "top1_ci95": M.wilson_interval(int((pred[exact] == y_exact).sum()), int(exact.sum())),
+        "top1": s.exact_accuracy,
+        "top1_ci95": M.wilson_interval(s.right_exact, s.n_exact),
         # a set label counts as right when the prediction is in it ("coarse-label accuracy")
-        "set_accuracy": M.mean_or_none(in_set),
+        "set_accuracy": s.accuracy,
         "set_label_accuracy": M.mean_or_none(in_set[~exact]),
         # paper and cardboard merged, for every item
         "coarse_accuracy": M.mean_or_none(M.coarse_correct(pred, label_sets, merge, classes)),
-        "per_class": M.per_class_prf(cm, classes),
+        "per_class": s.per_class,
         "confusion": _confusion(pred, label_sets, classes),
         "not_sure": M.threshold_stats(probs, in_set, threshold),
-        "ece": expected_calibration_error(probs, label_masks(label_sets, classes)),
+        "ece": expected_calibration_error(probs, s.masks),
     }
 
 

@@ -29,13 +29,12 @@ def source_scores(
     probs = np.asarray(probs, np.float64)
     label_sets = [tuple(ls) for ls in label_sets]
     group = score_group(probs, label_sets, threshold)
-    pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, int)
-    right = M.in_label_set(pred, label_sets)
+    scored = M.score(probs, label_sets)
     present = [c for c in CLASSES if any(c in ls for ls in label_sets)]
     group.update(
-        top1_set=M.mean_or_none(right),
-        top1_set_right=int(right.sum()),
-        top1_set_ci95=M.wilson_interval(int(right.sum()), len(right)),
+        top1_set=scored.accuracy,
+        top1_set_right=scored.right,
+        top1_set_ci95=M.wilson_interval(scored.right, scored.n),
         classes=present,
         recall={
             c: group["per_class"][c]["recall"]
@@ -52,10 +51,9 @@ def seen_test_scores(
 ) -> dict:
     """The training sources' own test items: how often the model refuses what it knows."""
     probs = np.asarray(probs, np.float64)
-    pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, int)
-    right = M.in_label_set(pred, [tuple(ls) for ls in label_sets])
-    stats = M.threshold_stats(probs, right, threshold)
-    stats["top1_set"] = M.mean_or_none(right)
+    scored = M.score(probs, [tuple(ls) for ls in label_sets])
+    stats = M.threshold_stats(probs, scored.hits, threshold)
+    stats["top1_set"] = scored.accuracy
     return stats
 
 

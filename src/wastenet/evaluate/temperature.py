@@ -13,29 +13,18 @@ constant that the softmax ignores, so any engine's output can be recalibrated. A
 label (``paper_and_cardboard``) scores the summed probability of its members.
 
 Deploy side: scoring an exported artifact needs these and nothing of torch;
-``wastenet.evaluate.calibration.calibrate_bundle`` (the torch path that rewrites a
-bundle) builds on them.
+fitting T for a bundle is a build step, ``wastenet.train.calibrate`` (torch), built on them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from wastenet.classes import CLASSES
 from wastenet.errors import WasteNetError
+from wastenet.evaluate.metrics import label_masks  # noqa: F401  (the calibration math's)
 
 LOG_T_RANGE = (np.log(0.05), np.log(20.0))
 ECE_BINS = 15
-
-
-def label_masks(label_sets: Sequence[Sequence[str]], classes=CLASSES) -> np.ndarray:
-    index = {c: i for i, c in enumerate(classes)}
-    masks = np.zeros((len(label_sets), len(classes)), bool)
-    for row, labels in enumerate(label_sets):
-        masks[row, [index[c] for c in labels]] = True
-    return masks
 
 
 def rescale(probs: np.ndarray, temperature: float) -> np.ndarray:
