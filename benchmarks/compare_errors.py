@@ -46,8 +46,8 @@ def committee(probs: list[np.ndarray], truth: np.ndarray, names: list[str]) -> d
 
 def main() -> None:
     from wastenet.classes import CLASSES
-    from wastenet.evaluate.dataset import load_images, load_manifest
-    from wastenet.evaluate.predictor import load_predictor, predict_images
+    from wastenet.evaluate.dataset import load_manifest
+    from wastenet.evaluate.predict import open_engine, predict_items
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="two or more bundles or exported artifacts")
@@ -58,14 +58,14 @@ def main() -> None:
     if len(args.models) < 2:
         raise SystemExit("give two or more models to compare")
     manifest = load_manifest(args.manifest)
-    engines = [load_predictor(m) for m in args.models]
+    engines = [open_engine(m) for m in args.models]
     if len({tuple(e.meta.input_size) for e in engines}) != 1:
         raise SystemExit("the models must take the same input size")
-    size = (engines[0].meta.height, engines[0].meta.width)
     result: dict = {"models": args.models, "splits": {}}
     for split in args.splits:
-        images, items, _ = load_images(manifest.items(split=split), size)
-        probs = [predict_images(e, images) for e in engines]
+        loaded: dict = {}  # decoded once, shared by the engines
+        runs = [predict_items(e, manifest.items(split=split), loaded=loaded) for e in engines]
+        items, probs = runs[0].items, [r.probs for r in runs]
         per_source = {}
         for source in sorted({it.source for it in items}):
             idx = np.array(

@@ -213,7 +213,9 @@ def test_find_reference_refuses_another_model(tmp_path, exported):
         find_reference(Path("m.onnx"), no_hash)
 
 
-def _tiny_manifest(root: Path) -> Path:
+def _tiny_manifest(root: Path, set_labels: bool = False) -> Path:
+    """Half train, half val; with ``set_labels`` every paper item is labelled paper or
+    cardboard (a coarse set label, as web-mixed's)."""
     import hashlib
 
     from wastenet.data.manifest import Item, Manifest
@@ -223,8 +225,31 @@ def _tiny_manifest(root: Path) -> Path:
     for i, path in enumerate(sorted(images.rglob("*.jpg"))):
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         split = "val" if i % 2 else "train"
-        items.append(Item(str(path), "tiny", (path.parent.name,), digest, split))
+        labels = (path.parent.name,)
+        if set_labels and labels == ("paper",):
+            labels = ("cardboard", "paper")
+        items.append(Item(str(path), "tiny", labels, digest, split))
     return Manifest(all_items=items).save(root / "manifest.json")
+
+
+def test_nncf_validation_scores_as_verify_and_evaluate_do(tmp_path, exported):
+    """NNCF's validation_fn, verify's and evaluate's accuracy are one scorer's numbers."""
+    ov = pytest.importorskip("openvino")
+    from wastenet.accelerate.openvino_export import ValidationSet, _compile
+    from wastenet.accelerate.verify import load_split, predict_split
+    from wastenet.evaluate.predict import predict_items
+
+    results, meta, _, _ = exported
+    xml = results["openvino"].path
+    manifest = _tiny_manifest(tmp_path, set_labels=True)
+    val = ValidationSet(manifest, meta)
+    top1, hits = val.top1(_compile(ov.Core().read_model(str(xml))), val.items)
+    engine = load_engine(xml)
+    items = load_split(manifest, "val")
+    scored = predict_items(engine, items).score()
+    assert any(len(it.labels) == 2 for it in items)
+    assert hits == scored.hits.astype(float).tolist() and top1 == scored.accuracy
+    assert predict_split(engine, items, {})[1] == 100.0 * scored.accuracy
 
 
 def test_openvino_int8_accuracy_control_meets_max_drop(tmp_path, exported):

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import make_image_folder
 from wastenet.classes import CLASSES
-from wastenet.evaluate.calibration import (
+from wastenet.evaluate.temperature import (
     expected_calibration_error,
     fit_temperature,
     label_masks,
@@ -84,7 +84,7 @@ def test_a_calibrated_bundle_carries_t_into_every_artifact(tmp_path):
         np.testing.assert_allclose(engine.predict(x), want, atol=1e-5)
 
 
-def test_calibrate_command_rewrites_the_bundle(tmp_path, capsys):
+def test_calibrate_command_writes_a_new_bundle(tmp_path, capsys):
     pytest.importorskip("timm")
     from wastenet.cli import main
     from wastenet.data.manifest import Item, Manifest
@@ -108,6 +108,12 @@ def test_calibrate_command_rewrites_the_bundle(tmp_path, capsys):
     assert new.temperature == pytest.approx(summary["temperature"]) and new.temperature != 1.0
     assert summary["images"] == 15 and summary["nll_after"] <= summary["nll_before"] + 1e-9
     assert read_bundle_meta(bundle).temperature == 1.0  # --out leaves the source alone
+    assert main(["calibrate", str(bundle), "--manifest", str(manifest)]) == 0
+    beside = tmp_path / "m.calibrated.safetensors"  # the default: a new file beside it
+    assert read_bundle_meta(beside).temperature == new.temperature
+    assert read_bundle_meta(bundle).temperature == 1.0
+    same = ["calibrate", str(bundle), "--manifest", str(manifest), "--out", str(bundle)]
+    assert main(same) == 2 and "never over the one it reads" in capsys.readouterr().err
 
     assert main(["calibrate", str(tmp_path / "nope.safetensors"), "--manifest", str(manifest)]) == 2
     assert "bundle" in capsys.readouterr().err

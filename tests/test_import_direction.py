@@ -49,7 +49,7 @@ BUILD = (
     "wastenet.accelerate.openvino_export",
     "wastenet.accelerate.tensorrt",  # building engines; running them is backends.tensorrt_backend
     "wastenet.accelerate.backends.torch_backend",  # .safetensors bundles run in torch
-    "wastenet.evaluate.calibration",  # calibrate_bundle rewrites a bundle; the math: .temperature
+    "wastenet.evaluate.calibration",  # the former home of train.calibrate (the math: .temperature)
     "wastenet.evaluate.shift",  # trains one model per held-out source
     "wastenet.evaluate.shift_commands",
     "wastenet.runtime.testing",  # test helper: writes ONNX graphs with the onnx package
@@ -60,7 +60,6 @@ DEPLOY_READERS = ("wastenet.data.manifest", "wastenet.data.cache")
 # Build-side subcommand handlers inside deploy command modules: not walked.
 BUILD_HANDLERS = {
     "wastenet.accelerate.commands": ("cmd_export",),
-    "wastenet.evaluate.commands": ("cmd_calibrate",),
 }
 NEVER = frozenset({"torch", "torchvision", "timm"})  # not even behind try/except ImportError
 

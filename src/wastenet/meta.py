@@ -186,8 +186,9 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
-    """The ``__metadata__`` of a safetensors file, parsed without torch or safetensors."""
+def read_safetensors_header(path: str | Path) -> dict:
+    """The JSON header of a safetensors file (every tensor's dtype, shape and offsets, and
+    ``__metadata__``), parsed without torch or safetensors: the one reader of it."""
     path = Path(path)
     try:
         with open(path, "rb") as handle:
@@ -202,7 +203,14 @@ def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
         raise ModelFileError(f"{path}: cannot read ({exc.strerror})") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{path}: not a safetensors model bundle (damaged header)") from exc
-    return dict(header.get("__metadata__") or {})
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path}: not a safetensors model bundle (damaged header)")
+    return header
+
+
+def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file."""
+    return dict(read_safetensors_header(path).get("__metadata__") or {})
 
 
 def read_bundle_meta(path: str | Path) -> BundleMeta:

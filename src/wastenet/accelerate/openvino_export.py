@@ -20,6 +20,7 @@ import numpy as np
 
 from wastenet.accelerate.calibration import CalibrationSet
 from wastenet.errors import ConfigError
+from wastenet.evaluate.metrics import label_masks, score
 from wastenet.meta import META_KEY, BundleMeta
 
 log = logging.getLogger(__name__)
@@ -89,26 +90,30 @@ def _nncf_quantize(model, calib: CalibrationSet, method: str, exclude: str):
 
 
 class ValidationSet:
-    """Preprocessed validation images with their label sets (a set label counts any member)."""
+    """Preprocessed validation images with their label masks (a set label allows any member)."""
 
     def __init__(self, manifest: str | Path, meta: BundleMeta, split: str = "val") -> None:
         from wastenet.accelerate.verify import load_split
 
         items = load_split(manifest, split)
-        index = {name: i for i, name in enumerate(meta.labels)}
         images = CalibrationSet([Path(item.path) for item in items], meta).batches()
-        labels = [frozenset(index[c] for c in item.labels) for item in items]
-        self.items = list(zip(images, labels, strict=True))
+        self.labels = tuple(meta.labels)
+        masks = label_masks([item.labels for item in items], self.labels)
+        self.items = list(zip(images, masks, strict=True))
 
     def __len__(self) -> int:
         return len(self.items)
 
-
-def _top1(compiled, data) -> tuple[float, list[float]]:
-    """NNCF validation_fn: mean top-1 and the per-image 0/1 values it ranks layers with."""
-    out = compiled.output(0)
-    hits = [float(int(np.argmax(compiled(x)[out])) in labels) for x, labels in data]
-    return float(np.mean(hits)) if hits else 0.0, hits
+    def top1(self, compiled, data) -> tuple[float, list[float]]:
+        """NNCF's validation_fn: set-aware top-1 (``metrics.score``) and the per-image 0/1
+        values it ranks layers with."""
+        out = compiled.output(0)
+        data = list(data)
+        if not data:
+            return 0.0, []
+        pred = np.array([int(np.argmax(compiled(x)[out])) for x, _ in data], np.int64)
+        scored = score(pred, np.stack([mask for _, mask in data]), self.labels)
+        return scored.accuracy, scored.hits.astype(float).tolist()
 
 
 def _nncf_quantize_controlled(
@@ -122,7 +127,7 @@ def _nncf_quantize_controlled(
         model,
         nncf.Dataset(calib.batches()),
         nncf.Dataset(val.items, lambda item: item[0]),
-        validation_fn=_top1,
+        validation_fn=val.top1,
         max_drop=max_drop / 100.0,
         drop_type=nncf.DropType.ABSOLUTE,
         subset_size=len(calib),
@@ -174,8 +179,8 @@ def export_openvino_int8(
             raise ConfigError("openvino-int8: use max_drop or exclude=auto, not both")
         quantized = _nncf_quantize_controlled(fp32, calib, val, method, exclude, max_drop)
         save_ir(quantized, meta, out_path)
-        fp32_acc = _top1(_compile(fp32), val.items)[0]
-        int8_acc = _top1(_compile(quantized), val.items)[0]
+        fp32_acc = val.top1(_compile(fp32), val.items)[0]
+        int8_acc = val.top1(_compile(quantized), val.items)[0]
         return {
             "quantiser": "nncf accuracy control",
             "method": method,

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from wastenet.accelerate.engine import Engine, load_engine, resolve_artifact
-from wastenet.errors import ConfigError, ModelFileError
-from wastenet.imageio import read_rgb
+from wastenet.errors import ConfigError, ModelFileError, WasteNetError
+from wastenet.evaluate.predict import Predictions, predict_items
 from wastenet.meta import BundleMeta, file_sha256
-from wastenet.preprocess import preprocess
+from wastenet.provenance import provenance
 
 BATCH = 16
 
@@ -80,23 +80,13 @@ def load_split(manifest: str | Path, split: str) -> list:
     return items
 
 
-def predict_items(engine: Engine, items: list, cache: dict) -> np.ndarray:
-    """Probabilities for ``items``; preprocessed inputs are shared between engines."""
-    meta = engine.meta
-    key = (tuple(meta.input_size), tuple(meta.mean), tuple(meta.std))
-    if key not in cache:
-        size = (meta.height, meta.width)
-        cache[key] = np.concatenate(
-            [preprocess(read_rgb(it.path), size, meta.mean, meta.std) for it in items]
-        )
-    x = cache[key]
-    return np.concatenate([engine.predict(x[i : i + BATCH]) for i in range(0, len(x), BATCH)])
-
-
-def accuracy(probs: np.ndarray, items: list, labels: list[str]) -> float:
-    """Top-1 in percent; a set label (paper_and_cardboard) counts any of its classes."""
-    pred = [labels[i] for i in probs.argmax(1)]
-    return 100.0 * float(np.mean([p in it.labels for p, it in zip(pred, items, strict=True)]))
+def predict_split(engine: Engine, items: list, loaded: dict) -> tuple[np.ndarray, float]:
+    """Probabilities and set-aware top-1 (percent) on ``items``; decoded images are shared
+    between engines of one input size. Every image must load: verify scores all or none."""
+    pred: Predictions = predict_items(engine, items, BATCH, loaded=loaded)
+    if pred.skipped:
+        raise WasteNetError(pred.skipped[0]["reason"])
+    return pred.probs, 100.0 * pred.score().accuracy
 
 
 def verify(
@@ -108,7 +98,7 @@ def verify(
     threads: int = 0,
 ) -> list[VerifyRow]:
     items = load_split(manifest, split)
-    inputs: dict = {}
+    loaded: dict = {}
     ref_probs: dict[Path, tuple[np.ndarray, float]] = {}
     rows = []
     for art in artifacts:
@@ -117,11 +107,9 @@ def verify(
         ref = find_reference(path, engine.meta, Path(reference) if reference else None)
         if ref not in ref_probs:
             with load_engine(ref, threads=threads) as ref_engine:
-                probs = predict_items(ref_engine, items, inputs)
-            ref_probs[ref] = (probs, accuracy(probs, items, ref_engine.meta.labels))
+                ref_probs[ref] = predict_split(ref_engine, items, loaded)
         rp, racc = ref_probs[ref]
-        probs = predict_items(engine, items, inputs)
-        acc = accuracy(probs, items, engine.meta.labels)
+        probs, acc = predict_split(engine, items, loaded)
         drop = racc - acc
         rows.append(
             VerifyRow(
@@ -153,6 +141,7 @@ def markdown(rows: list[VerifyRow], max_drop: float) -> str:
 def write_reports(rows: list[VerifyRow], out_dir: Path, max_drop: float) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     js, md = out_dir / "verify.json", out_dir / "verify.md"
-    js.write_text(json.dumps({"max_drop": max_drop, "rows": [asdict(r) for r in rows]}, indent=2))
+    record = {"max_drop": max_drop, "rows": [asdict(r) for r in rows], "provenance": provenance()}
+    js.write_text(json.dumps(record, indent=2))
     md.write_text(markdown(rows, max_drop) + "\n")
     return js, md

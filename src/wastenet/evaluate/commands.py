@@ -84,50 +84,6 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
         help="use the data stage's decoded image cache in this folder",
     )
     p.set_defaults(func=cmd_evaluate)
-    _register_calibrate(subparsers, formatter_class)
-
-
-CALIBRATE_EPILOG = """examples:
-  wastenet calibrate runs/lite0/model.safetensors --manifest runs/data/manifest.json
-  wastenet calibrate model.safetensors --manifest m.json --out model.calibrated.safetensors
-
-Fits one temperature T on the validation split (never the test split) so that the
-probabilities mean what they say; accuracy is unchanged. T goes into the bundle's
-metadata; re-export afterwards (artifacts carry T inside their graph).
-"""
-
-
-def _register_calibrate(subparsers, formatter_class) -> None:
-    p = subparsers.add_parser(
-        "calibrate",
-        help="fit the softmax temperature of a bundle on the validation split",
-        description="Temperature scaling: the bin's confidence threshold then means the same "
-        "for every model. Prints NLL and expected calibration error before and after.",
-        formatter_class=formatter_class,
-        epilog=CALIBRATE_EPILOG,
-    )
-    p.add_argument("bundle", type=Path, help="the .safetensors model bundle")
-    p.add_argument("--manifest", type=Path, required=True, help="split manifest")
-    p.add_argument("--split", default="val", choices=("val", "train"))
-    p.add_argument("--out", type=Path, help="write here instead of rewriting the bundle")
-    p.add_argument("--cache-dir", type=Path, help="the data stage's decoded image cache")
-    p.set_defaults(func=cmd_calibrate)
-
-
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    from wastenet.evaluate.calibration import calibrate_bundle
-
-    if not args.bundle.is_file() or args.bundle.suffix != ".safetensors":
-        raise WasteNetError(f"{args.bundle}: give a .safetensors bundle to calibrate")
-    s = calibrate_bundle(args.bundle, args.manifest, args.split, args.cache_dir, args.out)
-    print(
-        f"temperature {s['temperature']:.3f} on {s['images']} {s['split']} images: "
-        f"NLL {s['nll_before']:.4f} -> {s['nll_after']:.4f}, "
-        f"ECE {100 * s['ece_before']:.2f} % -> {100 * s['ece_after']:.2f} %, "
-        f"mean confidence {s['mean_confidence_before']:.3f} -> {s['mean_confidence_after']:.3f}"
-    )
-    print(f"written: {args.out or args.bundle}")
-    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -139,7 +95,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise WasteNetError("--manifest is required to evaluate a model")
     from wastenet.evaluate.corruptions import CORRUPTIONS
     from wastenet.evaluate.dataset import load_manifest
-    from wastenet.evaluate.predictor import load_predictor
+    from wastenet.evaluate.predict import open_engine
     from wastenet.evaluate.report import evaluate_model
 
     corruptions = args.corruptions or list(CORRUPTIONS)
@@ -152,10 +108,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise WasteNetError("--limit must be at least 1")
     model = Path(args.model)
     manifest = load_manifest(args.manifest)
-    predictor = load_predictor(model, device=args.device)
+    engine = open_engine(model, device=args.device)
     out = args.out or model.parent / f"eval_{model.stem}"
     report = evaluate_model(
-        predictor,
+        engine,
         manifest,
         split=args.split,
         threshold=args.threshold,

@@ -1,6 +1,6 @@
-"""``evaluate_model``: one predictor, one manifest -> report.json, report.md and figures.
+"""``evaluate_model``: one engine, one manifest -> report.json, report.md and figures.
 
-Used by ``wastenet evaluate`` and by the training stage at the end of a run.
+Used by ``wastenet evaluate``.
 """
 
 from __future__ import annotations
@@ -13,18 +13,21 @@ from typing import Any
 
 import numpy as np
 
+from wastenet.accelerate.engine import Engine
 from wastenet.classes import CLASSES, CONFIDENCE_THRESHOLD
-from wastenet.errors import WasteNetError
+from wastenet.errors import ModelFileError, WasteNetError
 from wastenet.evaluate.corruptions import CORRUPTIONS
-from wastenet.evaluate.dataset import limit_items, load_images
-from wastenet.evaluate.predictor import Predictor, model_stats, predict_images
+from wastenet.evaluate.dataset import limit_items
+from wastenet.evaluate.predict import predict_images, predict_items
 from wastenet.evaluate.scoring import score_predictions
+from wastenet.meta import read_safetensors_header
+from wastenet.provenance import provenance
 
 REPORT_SECTIONS = ("model", "data", "overall", "per_source", "ood", "robustness")
 
 
-def _check_labels(predictor: Predictor) -> None:
-    labels = list(predictor.meta.labels)
+def _check_labels(engine: Engine) -> None:
+    labels = list(engine.meta.labels)
     if labels != list(CLASSES):
         raise WasteNetError(
             f"the model's labels {labels} are not WasteNet's classes {list(CLASSES)} in order"
@@ -32,7 +35,7 @@ def _check_labels(predictor: Predictor) -> None:
 
 
 def evaluate_model(
-    predictor: Predictor,
+    engine: Engine,
     manifest: Any,
     split: str = "test",
     threshold: float = CONFIDENCE_THRESHOLD,
@@ -46,74 +49,120 @@ def evaluate_model(
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict:
-    """Score ``predictor`` on ``manifest``'s ``split`` (+ its OOD items); optionally write files.
+    """Score ``engine`` on ``manifest``'s ``split`` (+ its OOD items); optionally write files.
 
     ``manifest`` needs ``items(split=...)`` and ``ood`` (the data stage's Manifest).
     ``limit`` caps the items per source (a quick look, not a result to quote).
     """
     log = log or (lambda _msg: None)
-    _check_labels(predictor)
+    _check_labels(engine)
     if not 0.0 <= threshold <= 1.0:
         raise WasteNetError(f"threshold must be between 0 and 1, got {threshold}")
-    size = (predictor.meta.height, predictor.meta.width)
+    meta = engine.meta
     items = limit_items(manifest.items(split=split), limit)
     if not items:
         raise WasteNetError(f"the manifest has no {split!r} items to evaluate")
     started = time.perf_counter()
-    log(f"loading {len(items)} {split} images at {size[1]}x{size[0]}")
-    images, items, skipped = load_images(items, size, cache_dir)
-    if not items:
+    log(f"loading {len(items)} {split} images at {meta.width}x{meta.height}")
+    pred = predict_items(engine, items, batch_size, cache_dir)
+    if not pred.items:
         raise WasteNetError(f"none of the {split!r} images could be read")
-    label_sets = [tuple(it.labels) for it in items]
-    probs = predict_images(predictor, images, batch_size)
-    ood_items = limit_items(list(getattr(manifest, "ood", []) or []), limit)
-    ood_images, ood_items, ood_skipped = load_images(ood_items, size, cache_dir)
-    ood_probs = predict_images(predictor, ood_images, batch_size) if len(ood_items) else None
+    ood = predict_items(
+        engine, limit_items(list(getattr(manifest, "ood", []) or []), limit), batch_size, cache_dir
+    )
     report: dict = score_predictions(
-        probs, label_sets, [it.source for it in items], threshold, ood_probs
+        pred.probs, pred.label_sets, pred.sources, threshold, ood.probs if ood.items else None
     )
     report["model"] = {
-        "architecture": predictor.meta.architecture,
-        "input_size": list(predictor.meta.input_size),
-        "resolution_pct": predictor.meta.resolution_pct,
-        "temperature": predictor.meta.temperature,
-        **model_stats(predictor, model_path),
+        "architecture": meta.architecture,
+        "input_size": list(meta.input_size),
+        "resolution_pct": meta.resolution_pct,
+        "temperature": meta.temperature,
+        **model_stats(engine, model_path),
     }
     report["data"] = {
         "split": split,
         "manifest_hash": getattr(manifest, "hash", None),
-        "model_manifest_hash": predictor.meta.manifest_hash,
-        "n_items": len(items),
-        "n_ood": len(ood_items),
+        "model_manifest_hash": meta.manifest_hash,
+        "n_items": len(pred.items),
+        "n_ood": len(ood.items),
         "limit": limit,
-        "skipped": skipped + ood_skipped,
+        "skipped": pred.skipped + ood.skipped,
     }
     report["robustness"] = None
     if robustness:
         log(f"robustness: {len(corruptions)} corruptions x severities {list(severities)}")
         report["robustness"] = _robustness(
-            predictor, images, label_sets, items, corruptions, severities, batch_size, report, log
+            engine, pred, corruptions, severities, batch_size, report, log
         )
     report["seconds"] = round(time.perf_counter() - started, 2)
     if out_dir is not None:
-        write_outputs(report, out_dir, images, items)
+        write_outputs(report, out_dir, pred.images, pred.items)
     return report
 
 
-def _robustness(predictor, images, label_sets, items, corruptions, severities, batch, report, log):
+def _robustness(engine, pred, corruptions, severities, batch, report, log):
     from wastenet.evaluate.robustness import run_robustness
 
     return run_robustness(
-        lambda x: predict_images(predictor, x, batch),
-        images,
-        label_sets,
-        keys=[str(getattr(it, "sha256", None) or it.path) for it in items],
+        lambda x: predict_images(engine, x, batch),
+        pred.images,
+        pred.label_sets,
+        keys=[str(getattr(it, "sha256", None) or it.path) for it in pred.items],
         corruptions=corruptions,
         severities=severities,
         batch_size=batch,
         clean_accuracy=report["overall"]["set_accuracy"],
         progress=log,
     )
+
+
+def safetensors_parameter_count(path: str | Path) -> int | None:
+    """Elements in all tensors of a safetensors file, from its header alone (no torch)."""
+    try:
+        header = read_safetensors_header(path)
+    except ModelFileError:
+        return None
+    total = 0
+    for name, info in header.items():
+        if name == "__metadata__" or not isinstance(info, dict):
+            continue
+        if name.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            continue  # buffers, not parameters
+        total += int(np.prod(info.get("shape", []), dtype=np.int64))
+    return total
+
+
+def onnx_parameter_count(path: str | Path) -> int | None:
+    """Elements in an ONNX graph's initializers (weights); None without the onnx package."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # a damaged file: the size is still worth reporting
+        return None
+    return int(sum(int(np.prod(t.dims, dtype=np.int64)) for t in graph.initializer))
+
+
+def model_stats(engine: Engine, path: str | Path | None = None) -> dict:
+    """Parameters and file size, as table 5 reports them."""
+    params = getattr(engine, "num_parameters", None)
+    if callable(params):
+        params = params()
+    stats: dict = {"parameters": int(params) if params is not None else None}
+    if path is not None and Path(path).exists():
+        path = Path(path)
+        from wastenet.accelerate.bench import artifact_bytes
+
+        size = artifact_bytes(path)  # an OpenVINO .xml counts its .bin too
+        stats.update(path=str(path), file_size_bytes=int(size), file_size_mb=round(size / 1e6, 3))
+        if stats["parameters"] is None and path.suffix == ".safetensors":
+            stats["parameters"] = safetensors_parameter_count(path)
+        elif stats["parameters"] is None and path.suffix == ".onnx":
+            stats["parameters"] = onnx_parameter_count(path)
+    return stats
 
 
 def _preview_index(items: Sequence[Any]) -> int:
@@ -135,7 +184,8 @@ def write_outputs(report: dict, out_dir: str | Path, images: np.ndarray, items) 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path | None] = [out / "report.json", out / "report.md"]
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=_jsonable))
+    record = {**report, "provenance": provenance()}
+    (out / "report.json").write_text(json.dumps(record, indent=2, default=_jsonable))
     (out / "report.md").write_text(render_markdown(report))
     for source, group in report["per_source"].items():
         path = out / f"confusion_{_safe(source)}.png"

@@ -28,6 +28,7 @@ from wastenet.evaluate.shift_report import (
     source_scores,
     summarise,
 )
+from wastenet.provenance import provenance
 
 MODEL_FILE = "model.safetensors"
 SECONDS_FILE = "shift_seconds.json"  # wall time spent training a stage, over all attempts
@@ -256,35 +257,32 @@ def score_model(
     device: str | None = None,
 ) -> dict:
     """Every item of each left-out and holdout source, its OOD items, the seen test items."""
-    from wastenet.evaluate.dataset import load_images
-    from wastenet.evaluate.predictor import load_predictor, predict_images
+    from wastenet.evaluate.predict import open_engine, predict_items
 
-    predictor = load_predictor(model, device=device)
-    if list(predictor.meta.labels) != list(CLASSES):
-        raise WasteNetError(f"{model}: labels {predictor.meta.labels} are not {list(CLASSES)}")
-    size = (predictor.meta.height, predictor.meta.width)
+    engine = open_engine(model, device=device)
+    if list(engine.meta.labels) != list(CLASSES):
+        raise WasteNetError(f"{model}: labels {engine.meta.labels} are not {list(CLASSES)}")
     skipped: list[dict] = []
 
-    def predict(items: list) -> tuple[Any, list]:
-        images, kept, bad = load_images(items, size, cache_dir)
-        skipped.extend(bad)
-        return predict_images(predictor, images, batch_size), kept
+    def predict(items: list):
+        pred = predict_items(engine, items, batch_size, cache_dir)
+        skipped.extend(pred.skipped)
+        return pred
 
     scored = {}
     for role, names in (("left_out", plan.left_out), ("holdout", plan.holdout)):
         for source in names:
-            probs, items = predict(manifest.items(source=source))
+            pred = predict(manifest.items(source=source))
             ood = manifest.items(split="ood", source=source)
-            ood_probs = predict(ood)[0] if ood else None
-            labels = [tuple(it.labels) for it in items]
-            scored[source] = {"role": role, **source_scores(probs, labels, threshold, ood_probs)}
-    seen = [it for it in manifest.items(split="test") if it.source in plan.train_sources]
-    probs, seen = predict(seen)
+            ood_probs = predict(ood).probs if ood else None
+            scores = source_scores(pred.probs, pred.label_sets, threshold, ood_probs)
+            scored[source] = {"role": role, **scores}
+    seen = predict([it for it in manifest.items(split="test") if it.source in plan.train_sources])
     return {
-        "temperature": predictor.meta.temperature,
-        "input_size": list(predictor.meta.input_size),
+        "temperature": engine.meta.temperature,
+        "input_size": list(engine.meta.input_size),
         "scored": scored,
-        "seen_test": seen_test_scores(probs, [tuple(it.labels) for it in seen], threshold),
+        "seen_test": seen_test_scores(seen.probs, seen.label_sets, threshold),
         "skipped": skipped,
     }
 
@@ -307,6 +305,7 @@ def _new_result(manifest_path: Path, manifest: Any, threshold: float, **fields: 
         raise WasteNetError(f"--threshold must be between 0 and 1, not {threshold}")
     return {
         "format_version": FORMAT_VERSION,
+        "provenance": provenance(),
         "manifest": str(manifest_path),
         "manifest_hash": manifest.hash,
         "threshold": float(threshold),

@@ -1,4 +1,4 @@
-"""Predictors: torch and a real ONNX Runtime engine agree; images, cache, stats, errors."""
+"""Engines over images and items: torch and ONNX Runtime agree; images, cache, stats, errors."""
 
 from dataclasses import dataclass
 
@@ -52,12 +52,13 @@ def test_onnx_engine_matches_torch(tmp_path, items, net):
     from wastenet.accelerate.backends.torch_backend import TorchEngine
     from wastenet.accelerate.onnx_export import export_onnx
     from wastenet.evaluate.dataset import load_images
-    from wastenet.evaluate.predictor import load_predictor, model_stats, predict_images
+    from wastenet.evaluate.predict import open_engine, predict_images
+    from wastenet.evaluate.report import model_stats
 
     images, kept, skipped = load_images(items, SIZE_HW)
     assert images.shape == (len(items), *SIZE_HW, 3) and not skipped
     onnx_path = export_onnx(net, META, tmp_path / "tiny.onnx")
-    engine = load_predictor(onnx_path)
+    engine = open_engine(onnx_path)
     torch_probs = predict_images(TorchEngine.from_model(net, META), images, batch_size=3)
     onnx_probs = predict_images(engine, images, batch_size=3)
     assert onnx_probs.shape == (len(items), 5)
@@ -70,11 +71,37 @@ def test_onnx_engine_matches_torch(tmp_path, items, net):
 def test_safetensors_header_parameter_count(tmp_path, net):
     from safetensors.torch import save_file
 
-    from wastenet.evaluate.predictor import safetensors_parameter_count
+    from wastenet.evaluate.report import safetensors_parameter_count
 
     path = tmp_path / "w.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
     assert safetensors_parameter_count(path) == sum(p.numel() for p in net.parameters())
+    path.write_bytes(b"\x10" * 8 + b"{")  # a header longer than the file: not a bundle
+    assert safetensors_parameter_count(path) is None
+
+
+def test_predict_items_scores_what_loaded_and_shares_decoding(tmp_path, items, net):
+    from wastenet.accelerate.backends.torch_backend import TorchEngine
+    from wastenet.evaluate.dataset import load_images
+    from wastenet.evaluate.metrics import score
+    from wastenet.evaluate.predict import predict_images, predict_items
+
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    engine = TorchEngine.from_model(net, META)
+    loaded: dict = {}
+    pred = predict_items(engine, [*items, FakeItem(str(bad), "t", ("glass",), "f" * 64)],
+                         batch_size=3, loaded=loaded)  # fmt: skip
+    assert pred.items == items and pred.skipped[0]["path"] == str(bad)
+    images, _, _ = load_images(items, SIZE_HW)
+    assert np.array_equal(pred.images, images)
+    assert np.array_equal(pred.probs, predict_images(engine, images, batch_size=3))
+    scored = pred.score()
+    assert scored.right == score(pred.probs, [it.labels for it in items]).right
+    assert list(scored.per_source) == ["s"] and scored.per_source["s"].n == len(items)
+    # a second engine of the same input size reuses the decoded images
+    again = predict_items(engine, [], loaded=loaded)
+    assert again.images is pred.images
 
 
 def test_load_images_skips_unreadable_and_cache_matches(tmp_path, items):
@@ -89,17 +116,17 @@ def test_load_images_skips_unreadable_and_cache_matches(tmp_path, items):
     assert np.array_equal(cached, images) and kept_c == items
 
 
-def test_predictor_errors(tmp_path, items, net):
+def test_engine_errors(tmp_path, items, net):
     from wastenet.accelerate.backends.torch_backend import TorchEngine
-    from wastenet.evaluate.predictor import load_predictor
+    from wastenet.evaluate.predict import open_engine
     from wastenet.evaluate.report import evaluate_model
 
     with pytest.raises(ModelFileError, match="no such model"):
-        load_predictor(tmp_path / "absent.onnx")
+        open_engine(tmp_path / "absent.onnx")
     odd = tmp_path / "model.xyz"
     odd.write_bytes(b"0" * 32)
     with pytest.raises(WasteNetError):
-        load_predictor(odd)
+        open_engine(odd)
 
     class OneSplit:
         ood = []
