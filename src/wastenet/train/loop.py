@@ -15,15 +15,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from wastenet.config import save_yaml
 from wastenet.errors import WasteNetError
+from wastenet.evaluate.metrics import score
 from wastenet.train import checkpoint, freeze
 from wastenet.train.config import TrainConfig
 from wastenet.train.data import CachedImages, epoch_batches, make_loader, to_input
 from wastenet.train.distill import distill_loss
-from wastenet.train.loss import correct_in_set, set_label_loss
+from wastenet.train.loss import set_label_loss
 from wastenet.train.runlog import RunLog
 from wastenet.train.setup import RunContext
 
@@ -82,25 +84,32 @@ def _make_optimizer(cfg: TrainConfig, model: torch.nn.Module, lr: float):
 
 @torch.inference_mode()
 def evaluate_split(ctx: RunContext, data: CachedImages) -> dict:
-    """Loss and set-aware top-1 on a split, overall and per source (all ranks reduced)."""
+    """Loss and set-aware top-1 (``metrics.score``) on a split, overall and per source
+    (all ranks reduced)."""
     model = ctx.eval_model.eval()
     data.mode = "none"
     batches = epoch_batches(len(data), ctx.cfg.eval_batch_size, 0, 0, False, ctx.rank, ctx.world)
     sources = sorted({it.source for it in data.items})
     sums = torch.zeros(2 + 2 * len(sources), dtype=torch.float64)
+    preds, masks_seen, item_sources = [], [], []
     for batch, (images, masks) in zip(
         batches, make_loader(data, batches, ctx.workers), strict=True
     ):
         with ctx.autocast():
             logits = model(to_input(images, ctx.meta.mean, ctx.meta.std, ctx.device))
-        masks = masks.to(ctx.device)
-        sums[0] += float(set_label_loss(logits, masks)) * len(batch)
-        ok = correct_in_set(logits, masks).cpu()
-        sums[1] += float(ok.sum())
-        for j, i in enumerate(batch):
-            k = sources.index(data.item(i).source)
-            sums[2 + 2 * k] += float(ok[j])
-            sums[3 + 2 * k] += 1
+        sums[0] += float(set_label_loss(logits, masks.to(ctx.device))) * len(batch)
+        preds.append(logits.argmax(dim=1).cpu().numpy())
+        masks_seen.append(masks.numpy())
+        item_sources += [data.item(i).source for i in batch]
+    labels = ctx.meta.labels
+    masks = np.concatenate(masks_seen) if masks_seen else np.zeros((0, len(labels)), bool)
+    pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
+    scored = score(pred, masks, labels, item_sources)
+    sums[1] = scored.right
+    for k, source in enumerate(sources):
+        if source in scored.per_source:
+            sums[2 + 2 * k] = scored.per_source[source].right
+            sums[3 + 2 * k] = scored.per_source[source].n
     ctx.all_reduce(sums)
     n = max(1.0, float(sum(sums[3::2])))
     out = {"loss": float(sums[0]) / n, "acc": float(sums[1]) / n}
@@ -138,10 +147,10 @@ def _train_epoch(ctx: RunContext, pos: Position, stop: _StopFlag, optimizer) -> 
             group["lr"] = lr
         torch.manual_seed(hash((cfg.seed, pos.global_epoch, pos.step)) & 0x7FFFFFFF)
         x = to_input(images, ctx.meta.mean, ctx.meta.std, ctx.device)
-        masks = masks.to(ctx.device)
         with ctx.autocast():
             logits = ctx.model(x)
-        loss = set_label_loss(logits, masks, cfg.label_smoothing, cfg.ood_weight)
+        y = masks.to(ctx.device)
+        loss = set_label_loss(logits, y, cfg.label_smoothing, cfg.ood_weight)
         if ctx.teachers:
             soft = ctx.teachers.probs(images, ctx.autocast)
             w = cfg.distill_weight
@@ -154,10 +163,10 @@ def _train_epoch(ctx: RunContext, pos: Position, stop: _StopFlag, optimizer) -> 
             pos.ema_updates += 1
         pos.step += 1
         loss_sum += float(loss.detach()) * len(masks)
-        labelled = masks.any(dim=1)  # outliers (empty masks) have no right answer
-        correct += float(correct_in_set(logits.detach(), masks)[labelled].sum())
+        pred = logits.detach().argmax(dim=1).cpu().numpy()
+        correct += score(pred, masks.numpy(), ctx.meta.labels).right  # an outlier: never right
         seen += len(masks)
-        seen_labelled += float(labelled.sum())
+        seen_labelled += float(masks.any(dim=1).sum())  # outliers have no right answer
         bar.update(1)
         acc = correct / max(seen_labelled, 1)
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{acc:.3f}", lr=f"{lr:.1e}")
@@ -183,20 +192,6 @@ def _save_progress(ctx: RunContext, pos: Position, optimizer) -> None:
         ctx.save_bundle(ctx.run_dir / EMA_FILE, model=ctx.ema.model)
     checkpoint.save_optimizer(optimizer, ctx.run_dir / checkpoint.OPTIM_FILE)
     checkpoint.save_state(ctx.run_dir, pos.__dict__)
-
-
-def _calibrate(bundle: Path, cfg: TrainConfig) -> None:
-    from wastenet.data.cache import default_cache_dir
-    from wastenet.evaluate.calibration import calibrate_bundle
-
-    # the cache training validated on: the same pixels, and no need for the image files
-    cache = cfg.cache_dir or default_cache_dir()
-    s = calibrate_bundle(bundle, cfg.manifest, "val", cache_dir=cache, sources=cfg.sources)
-    print(
-        f"calibrated: temperature {s['temperature']:.3f}, val ECE "
-        f"{100 * s['ece_before']:.2f} % -> {100 * s['ece_after']:.2f} %",
-        flush=True,
-    )
 
 
 def train(
@@ -262,8 +257,6 @@ def train(
     best = run_dir / "best.safetensors"
     ctx.barrier()
     if best.exists():
-        ctx.finalize(best)  # every rank evaluates its shard of the test split; rank 0 writes
-        if cfg.calibrate and ctx.rank == 0:
-            _calibrate(run_dir / "model.safetensors", cfg)
+        ctx.finalize(best)  # every rank tests its shard; rank 0 calibrates and writes the model
     ctx.close()
     return best

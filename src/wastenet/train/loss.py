@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import torch
 
+from wastenet.evaluate.metrics import label_masks
+
 
 def labels_to_mask(labels: list[tuple[str, ...]], classes: tuple[str, ...]) -> torch.Tensor:
-    """Tuples of class names -> bool mask (N, C) of the allowed classes."""
-    index = {name: i for i, name in enumerate(classes)}
-    mask = torch.zeros(len(labels), len(classes), dtype=torch.bool)
-    for row, names in enumerate(labels):
-        for name in names:
-            mask[row, index[name]] = True
-    return mask
+    """Tuples of class names -> bool mask (N, C) of the allowed classes (``label_masks``)."""
+    return torch.from_numpy(label_masks(labels, classes))
 
 
 def set_label_loss(
@@ -44,9 +41,3 @@ def set_label_loss(
     if label_smoothing > 0:
         nll = (1 - label_smoothing) * nll + label_smoothing * uniform
     return torch.where(ood, ood_weight * uniform, nll).mean()
-
-
-def correct_in_set(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-sample bool: the top-1 class lies in the label set (never, for an empty set)."""
-    pred = logits.argmax(dim=1)
-    return mask.gather(1, pred[:, None]).squeeze(1)

@@ -272,11 +272,16 @@ class RunContext:
         """What is validated and shipped: the EMA weights when on, else the trained ones."""
         return self.ema.model if self.ema else self.model_core
 
-    def save_bundle(self, path: Path, metrics: dict | None = None, model=None) -> None:
+    def save_bundle(
+        self, path: Path, metrics: dict | None = None, model=None, temperature: float = 1.0
+    ) -> None:
         from wastenet.models import save_bundle
 
         meta = dataclasses.replace(
-            self.meta, metrics=metrics or {}, created=dt.datetime.now(dt.timezone.utc).isoformat()
+            self.meta,
+            metrics=metrics or {},
+            temperature=temperature,
+            created=dt.datetime.now(dt.timezone.utc).isoformat(),
         )
         save_bundle(self.eval_model if model is None else model, meta, path)
 
@@ -289,7 +294,8 @@ class RunContext:
         target.load_state_dict(load_file(str(path), device=str(self.device)))
 
     def finalize(self, best: Path) -> None:
-        """Test-set accuracy per source of the best weights, into ``model.safetensors``."""
+        """Test-set accuracy per source of the best weights and, with ``calibrate``, the
+        temperature fitted on the run's val split: ``model.safetensors``, written once."""
         from wastenet.models import load_bundle
         from wastenet.train.loop import evaluate_split
 
@@ -304,8 +310,33 @@ class RunContext:
         if self.rank != 0:
             return
         metrics = dict(meta.metrics, test=test)
-        self.save_bundle(self.run_dir / "model.safetensors", metrics=metrics)
         print("test: " + " ".join(f"{k}={v:.4f}" for k, v in test.items()), flush=True)
+        temperature = 1.0
+        if self.cfg.calibrate:
+            temperature, metrics = self._calibrate(best, metrics)
+        self.save_bundle(
+            self.run_dir / "model.safetensors", metrics=metrics, temperature=temperature
+        )
+
+    def _calibrate(self, best: Path, metrics: dict) -> tuple[float, dict]:
+        """T on the run's val split, from the cache training validated on (the same
+        pixels, and no need for the image files); the best weights run on the CPU."""
+        from wastenet.data.cache import default_cache_dir
+        from wastenet.models import load_bundle
+        from wastenet.train.calibrate import calibrated_meta
+
+        model, meta = load_bundle(best)
+        cache = self.cfg.cache_dir or default_cache_dir()
+        meta, s = calibrated_meta(
+            model, dataclasses.replace(meta, metrics=metrics), self.cfg.manifest, "val",
+            cache_dir=cache, sources=self.cfg.sources,
+        )  # fmt: skip
+        print(
+            f"calibrated: temperature {s['temperature']:.3f}, val ECE "
+            f"{100 * s['ece_before']:.2f} % -> {100 * s['ece_after']:.2f} %",
+            flush=True,
+        )
+        return meta.temperature, meta.metrics
 
     def close(self) -> None:
         if self.world > 1 and torch.distributed.is_initialized():
