@@ -65,6 +65,18 @@ def test_table_suffixes_pick_the_longest_match():
     assert get_format("tensorrt-fp32").options["workspace"] == 1 << 25
 
 
+def test_every_row_names_its_builder():
+    from wastenet.accelerate.export import builder_for
+
+    for fmt in FORMATS:
+        if fmt.name == "torch":
+            assert fmt.builder is None  # the bundle is the artifact
+            with pytest.raises(ConfigError, match="no exporter"):
+                builder_for(fmt)
+        else:
+            assert callable(builder_for(fmt)), fmt.name
+
+
 def test_options_are_validated_against_the_row():
     assert get_format("ort-int8").validate({"calib_count": "50"})["calib_count"] == 50
     with pytest.raises(ConfigError, match="unknown option"):

@@ -1,7 +1,8 @@
 """Export a bundle to the formats of the table; one call builds what each row needs.
 
-The FP32 ONNX file is the hub: FP16, INT8, OpenVINO and TensorRT are all made from
-it, and every artifact carries the bundle's metadata with ``source_hash`` = sha256 of
+Each row of the format table names its builder (``Format.builder``, a function of a
+build module taking the ``Exporter``, the row and its options). The FP32 ONNX file is
+the hub: FP16, INT8, OpenVINO and TensorRT are all made from it, and every artifact carries the bundle's metadata with ``source_hash`` = sha256 of
 the bundle file. Rows that cannot run here (TensorRT without a GPU) are reported as
 skipped with their reason. ``export.json`` in the output folder records what was
 made from which bundle, so ``wastenet verify`` finds the source model.
@@ -10,9 +11,11 @@ made from which bundle, so ``wastenet verify`` finds the source model.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +77,7 @@ class Exporter:
         self.stem = stem
         self.calib_source = calib
         self._calib: dict[int, CalibrationSet] = {}
-        self._records: dict[str, dict] = {}
+        self._built: dict[str, tuple[Path, dict]] = {}
 
     def path(self, name: str) -> Path:
         return artifact_path(self.out_dir, self.stem, get_format(name))
@@ -88,61 +91,27 @@ class Exporter:
         return self._calib[count]
 
     def onnx(self) -> Path:
-        path = self.path("onnx")
-        if "onnx" not in self._records:
-            from wastenet.accelerate.onnx_export import export_onnx
+        """The FP32 ONNX hub, built once (the other rows are made from it)."""
+        fmt = get_format("onnx")
+        return self.build(fmt, fmt.validate({}))[0]
 
-            export_onnx(self.model, self.meta, path)
-            self._records["onnx"] = {}
-        return path
+    def built(self, name: str) -> Path | None:
+        """The artifact of row ``name`` if this exporter has built it already."""
+        made = self._built.get(name)
+        return made[0] if made else None
 
     def build(self, fmt: Format, opts: dict) -> tuple[Path, dict]:
-        """Make one artifact; returns its path and a record of how it was made."""
-        name = fmt.name
-        if name == "onnx":
-            return self.onnx(), {}
-        out = self.path(name)
-        if name == "onnx-fp16":
-            from wastenet.accelerate.onnx_export import convert_fp16
-
-            return convert_fp16(self.onnx(), out), {}
-        if name == "ort-int8":
-            from wastenet.accelerate.quantize import export_ort_int8
-
-            calib = self.calibration(opts["calib_count"])
-            rec = export_ort_int8(self.onnx(), out, calib, opts["calib_method"], opts["exclude"])
-            self._records["ort-int8"] = rec
-            return out, rec
-        if name == "openvino":
-            from wastenet.accelerate.openvino_export import export_openvino
-
-            return export_openvino(self.onnx(), self.meta, out), {}
-        if name == "openvino-int8":
-            from wastenet.accelerate.openvino_export import ValidationSet, export_openvino_int8
-
-            calib = self.calibration(opts["calib_count"])
-            qdq = self.path("ort-int8") if "ort-int8" in self._records else None
-            manifest = self.calib_source.manifest
-            measure = opts["max_drop"] is not None and manifest is not None
-            val = ValidationSet(manifest, self.meta) if measure else None
-            rec = export_openvino_int8(
-                self.onnx(), self.meta, out, calib, opts["calib_method"], opts["exclude"], qdq,
-                val=val, max_drop=opts["max_drop"],
-            )  # fmt: skip
-            return out, rec
-        if name.startswith("tensorrt-"):
-            from wastenet.accelerate.tensorrt import build_engine
-
-            calib = self.calibration(opts["calib_count"]) if fmt.precision == "int8" else None
-            rec = build_engine(self.onnx(), out, self.meta, fmt.precision, opts, calib)
-            return out, rec
-        raise ConfigError(f"format {name}: no exporter")  # a table row without a builder
+        """Make one artifact with its row's builder (once); returns its path and a record
+        of how it was made."""
+        if fmt.name not in self._built:
+            self._built[fmt.name] = builder_for(fmt)(self, fmt, opts)
+        return self._built[fmt.name]
 
     def run(self, rows: list[tuple[Format, dict]], source: Path | None) -> list[ExportResult]:
         results = []
         for fmt, opts in rows:
-            if fmt.name == "torch":
-                results.append(ExportResult("torch", "ok" if source else "skipped", source,
+            if fmt.builder is None:  # the bundle itself is the artifact
+                results.append(ExportResult(fmt.name, "ok" if source else "skipped", source,
                                             "" if source else "no bundle file"))  # fmt: skip
                 continue
             reason = _export_blocker(fmt)
@@ -156,6 +125,15 @@ class Exporter:
             )
             log.info("%s -> %s", fmt.name, path)
         return results
+
+
+def builder_for(fmt: Format) -> Callable[[Exporter, Format, dict], tuple[Path, dict]]:
+    """The function that builds ``fmt``'s artifacts: the row names it
+    (``module:function`` under ``wastenet.accelerate``)."""
+    if not fmt.builder:
+        raise ConfigError(f"format {fmt.name}: no exporter")
+    module, _, function = fmt.builder.partition(":")
+    return getattr(importlib.import_module(f"wastenet.accelerate.{module}"), function)
 
 
 def _export_blocker(fmt: Format) -> str | None:

@@ -1,10 +1,12 @@
 """The one format table: it drives `wastenet export`, the loader and the benchmarks.
 
 Each row names a format, the file suffix that identifies its artifacts, its precision,
-the backend module that loads it, the devices it runs on and the options it accepts
-(with defaults). The exporter validates options against the row; ``load_engine``
-picks the backend from the row whose suffix the artifact's name ends with (longest
-suffix first, so ``.int8.onnx`` wins over ``.onnx``).
+the backend module that loads it, the devices it runs on, the options it accepts
+(with defaults) and the builder that makes it. The exporter validates options against
+the row and calls the row's builder (a name here: the build modules are imported by
+the exporter alone, so this table stays deploy-side); ``load_engine`` picks the backend
+from the row whose suffix the artifact's name ends with (longest suffix first, so
+``.int8.onnx`` wins over ``.onnx``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class Format:
     requires: tuple[str, ...] = ()  # importable packages the backend needs at load time
     needs_gpu: bool = False
     note: str = ""
+    # ``module:function`` under wastenet.accelerate that builds the artifact (build side,
+    # imported by the exporter only); None: the bundle itself is the artifact
+    builder: str | None = None
 
     def validate(self, options: dict[str, Any]) -> dict[str, Any]:
         """Defaults merged with ``options``; an option this row does not know is an error."""
@@ -91,24 +96,28 @@ FORMATS: tuple[Format, ...] = (
     Format("torch", ".safetensors", "fp32", "torch_backend", ("cpu", "cuda"), dict(_COMMON),
            requires=("torch", "timm"), note="PyTorch eager, the unaccelerated baseline"),
     Format("onnx", ".onnx", "fp32", "onnx_backend", ("cpu", "cuda"), dict(_COMMON),
-           requires=("onnxruntime",)),
+           requires=("onnxruntime",), builder="onnx_export:build_onnx"),
     Format("onnx-fp16", ".fp16.onnx", "fp16", "onnx_backend", ("cpu", "cuda"), dict(_COMMON),
-           requires=("onnxruntime",), note="CPU runs it through inserted casts: slow there"),
+           requires=("onnxruntime",), note="CPU runs it through inserted casts: slow there",
+           builder="onnx_export:build_fp16"),
     Format("ort-int8", ".int8.onnx", "int8", "onnx_backend", ("cpu",),
            {**_COMMON, **_CALIB}, requires=("onnxruntime",),
-           note="static QDQ, per-channel weights, calibrated on real train images"),
+           note="static QDQ, per-channel weights, calibrated on real train images",
+           builder="quantize:build_ort_int8"),
     Format("openvino", ".xml", "fp32", "openvino_backend", ("cpu", "gpu", "npu"),
-           dict(_COMMON), requires=("openvino",)),
+           dict(_COMMON), requires=("openvino",), builder="openvino_export:build_openvino"),
     Format("openvino-int8", ".int8.xml", "int8", "openvino_backend", ("cpu", "gpu", "npu"),
            {**_COMMON, **_CALIB, "max_drop": None}, requires=("openvino",),
            note="NNCF post-training quantisation, accuracy-controlled on the val split with "
-                "max_drop (points); QDQ ONNX through OpenVINO when nncf is absent"),
+                "max_drop (points); QDQ ONNX through OpenVINO when nncf is absent",
+           builder="openvino_export:build_openvino_int8"),
     Format("tensorrt-fp32", ".fp32.engine", "fp32", "tensorrt_backend", ("cuda",),
-           dict(_TRT), requires=_TRT_REQUIRES, needs_gpu=True),
+           dict(_TRT), requires=_TRT_REQUIRES, needs_gpu=True, builder="tensorrt:build_tensorrt"),
     Format("tensorrt-fp16", ".fp16.engine", "fp16", "tensorrt_backend", ("cuda",),
-           dict(_TRT), requires=_TRT_REQUIRES, needs_gpu=True),
+           dict(_TRT), requires=_TRT_REQUIRES, needs_gpu=True, builder="tensorrt:build_tensorrt"),
     Format("tensorrt-int8", ".int8.engine", "int8", "tensorrt_backend", ("cuda",),
-           {**_TRT, "calib_count": 200}, requires=_TRT_REQUIRES, needs_gpu=True),
+           {**_TRT, "calib_count": 200}, requires=_TRT_REQUIRES, needs_gpu=True,
+           builder="tensorrt:build_tensorrt"),
 )  # fmt: skip
 
 

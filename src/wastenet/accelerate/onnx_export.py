@@ -141,3 +141,13 @@ def copy_metadata(src: str | Path, dst: str | Path) -> None:
     proto = onnx.load(str(dst))
     set_metadata(proto, meta)
     save_onnx(proto, Path(dst))
+
+
+def build_onnx(exporter, fmt, opts: dict) -> tuple[Path, dict]:
+    """The format table's builder of ``onnx``: the FP32 hub every other row is made from."""
+    return export_onnx(exporter.model, exporter.meta, exporter.path(fmt.name)), {}
+
+
+def build_fp16(exporter, fmt, opts: dict) -> tuple[Path, dict]:
+    """The format table's builder of ``onnx-fp16``."""
+    return convert_fp16(exporter.onnx(), exporter.path(fmt.name)), {}

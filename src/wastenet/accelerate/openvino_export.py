@@ -201,3 +201,23 @@ def export_openvino_int8(
         agree = _agreement(fp32, quantized, calib)
     save_ir(quantized, meta, out_path)
     return {"quantiser": "nncf", "method": method, "excluded": used, "calib_agreement": agree}
+
+
+def build_openvino(exporter, fmt, opts: dict) -> tuple[Path, dict]:
+    """The format table's builder of ``openvino`` (FP32 IR)."""
+    return export_openvino(exporter.onnx(), exporter.meta, exporter.path(fmt.name)), {}
+
+
+def build_openvino_int8(exporter, fmt, opts: dict) -> tuple[Path, dict]:
+    """The format table's builder of ``openvino-int8``: NNCF, accuracy-controlled on the
+    manifest's val split with ``max_drop``; the QDQ ONNX model when nncf is absent."""
+    out = exporter.path(fmt.name)
+    calib = exporter.calibration(opts["calib_count"])
+    manifest = exporter.calib_source.manifest
+    measure = opts["max_drop"] is not None and manifest is not None
+    val = ValidationSet(manifest, exporter.meta) if measure else None
+    rec = export_openvino_int8(
+        exporter.onnx(), exporter.meta, out, calib, opts["calib_method"], opts["exclude"],
+        exporter.built("ort-int8"), val=val, max_drop=opts["max_drop"],
+    )  # fmt: skip
+    return out, rec

@@ -191,3 +191,10 @@ def export_ort_int8(
         "calib_agreement": agree,
         "calib_max_prob_diff": diff,
     }
+
+
+def build_ort_int8(exporter, fmt, opts: dict) -> tuple[Path, dict]:
+    """The format table's builder of ``ort-int8``: static QDQ on real calibration images."""
+    out = exporter.path(fmt.name)
+    calib = exporter.calibration(opts["calib_count"])
+    return out, export_ort_int8(exporter.onnx(), out, calib, opts["calib_method"], opts["exclude"])

@@ -132,3 +132,10 @@ def build_engine(
         json.dumps({META_KEY: meta.to_json(), "build_key": key}, indent=2)
     )
     return {**key, "reused": False}
+
+
+def build_tensorrt(exporter, fmt, opts: dict) -> tuple[Path, dict]:
+    """The format table's builder of the ``tensorrt-*`` rows (their precision is the row's)."""
+    out = exporter.path(fmt.name)
+    calib = exporter.calibration(opts["calib_count"]) if fmt.precision == "int8" else None
+    return out, build_engine(exporter.onnx(), out, exporter.meta, fmt.precision, opts, calib)
