@@ -93,3 +93,12 @@ def provenance(argv: list[str] | None = None) -> dict:
         "machine": machine(),
         "wastenet_version": __version__,
     }
+
+
+def write_provenance(path: str | Path, argv: list[str] | None = None) -> Path:
+    """``provenance()`` as JSON at ``path`` (a training run's provenance.json)."""
+    import json
+
+    path = Path(path)
+    path.write_text(json.dumps(provenance(argv), indent=2) + "\n", encoding="utf-8")
+    return path

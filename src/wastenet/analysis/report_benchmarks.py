@@ -226,7 +226,7 @@ def loop_lines(inputs: Inputs) -> list[str]:
     loops = inputs.of("loop")
     if not loops:
         return lines + [f"Frame rate: {NOT_MEASURED}.", ""]
-    latest = max(loops, key=lambda s: (s.prov["date"] != UNKNOWN, s.prov["date"], _committed(s)))
+    latest = _latest(loops)
     lines += [
         "Frames per second of the whole loop (read, preprocess, infer, vote, doors, "
         "record) replaying the bundled samples, with the presence gate off (every "
@@ -248,9 +248,10 @@ def limits_lines(inputs: Inputs) -> list[str]:
     for machine, (_bench, rows, _) in pick_benches(inputs).items():
         for r in rows:
             if r["passed"] is False:
+                where = "there" if machine == UNKNOWN else f"on {machine}"
                 lines.append(
-                    f"- {r['engine']} fails verify on {machine} (drop {num(r['drop'], '.2f')} "
-                    "points): use the recommended engine there."
+                    f"- {r['engine']} fails verify {where} (drop {num(r['drop'], '.2f')} "
+                    "points against FP32): use the recommended engine."
                 )
     shifts = [s for s in inputs.of("shift") if s.data.get("mode") == "existing"]
     for s in shifts:
@@ -267,17 +268,36 @@ def limits_lines(inputs: Inputs) -> list[str]:
         lines.append(f"- Power per state and inferences per watt: {NOT_MEASURED}.")
     if not any("tensorrt" in str(s.data).lower() for s in inputs.of("bench")):
         lines.append(f"- TensorRT engines (Jetson, NVIDIA GPUs): {NOT_MEASURED}.")
-    old = sorted(s.label for s in inputs.sources if s.prov["command"] == UNKNOWN)
+    old = [s for s in _shown(inputs) if s.prov["command"] == UNKNOWN]
     if old:
         lines.append(
-            f"- {len(old)} results predate provenance recording, so their command, date and "
-            'machine read "unknown"; results written now record all three.'
+            f"- {len(old)} of the results above predate provenance recording, so their "
+            'command, date and machine read "unknown"; results written now record all three.'
         )
     return lines + [""]
 
 
+def _shown(inputs: Inputs) -> list[Source]:
+    """The results this page shows."""
+    shown = [s for s in (_shipped_eval(inputs),) if s]
+    shown += [s for s in inputs.of("shift") if s.data.get("mode") == "existing"]
+    for bench, _, matched in pick_benches(inputs).values():
+        shown += [bench] + [m[1] for m in matched if m]
+    shown += inputs.of("gpu_torch")
+    loops = inputs.of("loop")
+    if loops:
+        shown.append(_latest(loops))
+    return list({id(s): s for s in shown}.values())
+
+
+def _latest(sources: list[Source]) -> Source:
+    return max(sources, key=lambda s: (s.prov["date"] != UNKNOWN, s.prov["date"], _committed(s)))
+
+
 def render(inputs: Inputs) -> str:
-    machines = sorted({s.prov["machine"] for s in inputs.sources} - {UNKNOWN})
+    shown = _shown(inputs)
+    machines = sorted({s.prov["machine"] for s in shown} - {UNKNOWN})
+    unrecorded = sum(s.prov["machine"] == UNKNOWN for s in shown)
     lines = [
         "# Benchmarks",
         "",
@@ -291,9 +311,15 @@ def render(inputs: Inputs) -> str:
         COMMAND,
         "```",
         "",
-        "Machines: " + ("; ".join(machines) if machines else UNKNOWN) + ". "
-        'Each table names the command, date and machine of its result ("unknown" where the '
-        "result predates their recording). `wastenet report` also draws the paper's tables "
+        "Machines: "
+        + ("; ".join(machines) or "not recorded")
+        + (
+            f" ({unrecorded} of the {len(shown)} results shown do not record theirs)"
+            if unrecorded
+            else ""
+        )
+        + '. Each table names the command, date and machine of its result ("unknown" where '
+        "the result predates their recording). `wastenet report` draws the paper's tables "
         "4-7 and figures 8-15 from these and any other results.",
         "",
     ]

@@ -21,6 +21,7 @@ import torch
 from wastenet.config import save_yaml
 from wastenet.errors import WasteNetError
 from wastenet.evaluate.metrics import score
+from wastenet.provenance import write_provenance
 from wastenet.train import checkpoint, freeze
 from wastenet.train.config import TrainConfig
 from wastenet.train.data import CachedImages, epoch_batches, make_loader, to_input
@@ -211,6 +212,7 @@ def train(
             ctx.load_weights(run_dir / EMA_FILE, model=ctx.ema.model)
     elif ctx.rank == 0:
         save_yaml(cfg, run_dir / "config.yaml")
+        write_provenance(run_dir / "provenance.json")  # the command, date and machine
     log = RunLog(run_dir, enabled=ctx.rank == 0)
     with _StopFlag() as stop:
         while pos.phase < len(cfg.phases):
