@@ -19,6 +19,7 @@ from pathlib import Path
 
 from wastenet.classes import CONFIDENCE_THRESHOLD
 from wastenet.errors import ConfigError, WasteNetError
+from wastenet.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,7 @@ def run_bin(
             "run.json",
             {
                 "config": asdict(opts),
+                "provenance": provenance(),
                 "model": str(model),
                 "engine_choice": choice_dict(choice) if choice else None,
                 "summary": _summary_dict(summary),
