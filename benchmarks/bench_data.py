@@ -4,7 +4,8 @@ Run: python benchmarks/bench_data.py [--manifest /work/runs/data/manifest.json]
 Writes benchmarks/results/data.json and prints a Markdown table. The data side uses
 2 worker processes (the machine's 2 cores), reading the uint8 memmap cache and
 augmenting; the training side times tf_efficientnet_lite0 (5 classes, random init)
-forward + backward + Adam step, batch 16 at 288x384, median of timed steps.
+forward + backward + Adam step, batch 16 at the shipped model's input size, median of
+timed steps.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from wastenet.classes import DEFAULT_INPUT_SIZE, size_text
 from wastenet.provenance import provenance
 
 RESULTS = Path(__file__).resolve().parent / "results" / "data.json"
-SIZE = (288, 384)
+SIZE = DEFAULT_INPUT_SIZE
 
 
 def _worker(args: tuple) -> int:
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in rows.items():
         print(f"| {labels[k]} | {v:.0f} | {v / train_ips:.0f}x |")
     print(
-        f"| train tf_efficientnet_lite0 b16 288x384 fwd+bwd+Adam (median step "
+        f"| train tf_efficientnet_lite0 b16 {size_text(SIZE)} fwd+bwd+Adam (median step "
         f"{step_s:.2f} s) | {train_ips:.1f} | 1x |"
     )
     return 0 if result["ratio_min"] >= 3 else 1

@@ -1,6 +1,6 @@
 """Every CPU format of the shipped model, in one run: the paper's table 5 and figure 9.
 
-Exports Lite0 (5 classes, 75 % resolution = 288x384) to every format that runs here,
+Exports Lite0 (5 classes, at the shipped 75 % resolution) to every format that runs here,
 benchmarks each at batch 1 in its own process on --threads cores, and reports p50
 latency, inferences/s and the speed-up of the fastest format over PyTorch eager FP32.
 Without --bundle it builds Lite0 with ImageNet weights (random head): fine for speed;

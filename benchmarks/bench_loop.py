@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 from wastenet.accelerate import load_engine
+from wastenet.classes import DEFAULT_INPUT_SIZE, size_text
+from wastenet.data.cache import parse_size
 from wastenet.provenance import provenance
 from wastenet.runtime.actuators import load_door_map, open_actuator
 from wastenet.runtime.app import DEFAULT_MODEL, DEFAULT_SAMPLES
@@ -34,6 +36,7 @@ from wastenet.runtime.timings import TimingsWriter
 from wastenet.runtime.vote import MajorityVote
 
 RESULTS = Path(__file__).resolve().parent / "results" / "loop.json"
+FRAME_HW = DEFAULT_INPUT_SIZE  # frames at the model's input size, as the paper's camera
 
 
 def rss_mb() -> float:
@@ -42,9 +45,10 @@ def rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def make_loop(engine, gate: bool, run_dir: Path, size=(384, 288)) -> BinLoop:
+def make_loop(engine, gate: bool, run_dir: Path, size_hw=FRAME_HW) -> BinLoop:
     doors = load_door_map()
-    source = ImageFolderSource(DEFAULT_SAMPLES, hold=15, gap=8, loop=0, size=size)
+    h, w = size_hw  # the folder source takes (width, height)
+    source = ImageFolderSource(DEFAULT_SAMPLES, hold=15, gap=8, loop=0, size=(w, h))
     writer = TimingsWriter(run_dir)
     hooks = [
         (
@@ -89,10 +93,10 @@ def throughput(engine, frames: int, gate: bool, repeats: int = 3, warmup: int = 
     }
 
 
-def memory_growth(engine, frames: int, size, every: int = 1000) -> dict:
+def memory_growth(engine, frames: int, size_hw, every: int = 1000) -> dict:
     samples = []
     with tempfile.TemporaryDirectory() as tmp:
-        loop = make_loop(engine, gate=False, run_dir=Path(tmp), size=size)
+        loop = make_loop(engine, gate=False, run_dir=Path(tmp), size_hw=size_hw)
         t0 = time.perf_counter()
         while loop.summary.frames < frames:
             loop.run(max_frames=loop.summary.frames + every)
@@ -113,7 +117,7 @@ def memory_growth(engine, frames: int, size, every: int = 1000) -> dict:
     }
 
 
-def colour_engine(tmp: Path, input_hw=(288, 384)):
+def colour_engine(tmp: Path, input_hw=FRAME_HW):
     from wastenet.imageio import read_rgb
     from wastenet.runtime.testing import write_colour_model
 
@@ -140,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--memory-engine", help="engine for the memory run (default: cheap colour model)"
     )
-    parser.add_argument("--memory-size", default="384x288", help="frame WxH of the memory run")
+    parser.add_argument(
+        "--memory-size", default=size_text(FRAME_HW), help="frame HxW (or PCT%%) of the memory run"
+    )
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
 
@@ -153,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             "python": sys.version.split()[0],
         },
         "threads": args.threads,
-        "source": f"{DEFAULT_SAMPLES.name}/ (10 TrashNet images, 384x288 frames, hold=15, gap=8)",
+        "source": f"{DEFAULT_SAMPLES.name}/ (10 TrashNet images, {size_text(FRAME_HW)} (HxW) "
+        "frames, hold=15, gap=8)",
         "runs": [],
     }
     for path in engines + ["colour"]:
@@ -165,13 +172,13 @@ def main(argv: list[str] | None = None) -> int:
             run["engine_path"] = None if path == "colour" else str(path)
             result["runs"].append(run)
             print(f"{name} gate={gate}: {run['fps']:.1f} frames/s", file=sys.stderr)
-    w, h = (int(v) for v in args.memory_size.split("x"))
+    memory_hw = parse_size(args.memory_size)
     if args.memory_engine:
         mem_engine = load_engine(args.memory_engine, threads=args.threads)
     else:
-        mem_engine = colour_engine(tmp, input_hw=(h, w))
-    result["memory"] = memory_growth(mem_engine, args.memory_frames, (w, h))
-    result["memory"]["frame_size"] = args.memory_size
+        mem_engine = colour_engine(tmp, input_hw=memory_hw)
+    result["memory"] = memory_growth(mem_engine, args.memory_frames, memory_hw)
+    result["memory"]["frame_hw"] = list(memory_hw)
     result["memory"]["engine"] = args.memory_engine or "colour-centroid ONNX (cheap stand-in)"
     result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1000
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

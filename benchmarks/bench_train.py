@@ -1,6 +1,6 @@
 """Training throughput of the shipped architecture on this machine, bf16 autocast on and off.
 
-Run: python benchmarks/bench_train.py [--model efficientnet_lite0] [--size 288x384] [--steps 6]
+Run: python benchmarks/bench_train.py [--model efficientnet_lite0] [--size 75%] [--steps 6]
 Times forward + backward + Adam step at batch 16 (median of the timed steps after two
 warm-up steps), channels-last, for each setting in one process, so the ratio is fair.
 Writes benchmarks/results/train.json and prints a Markdown table.
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from wastenet.classes import CLASSES, DEFAULT_INPUT_SIZE, size_text
+from wastenet.data.cache import parse_size
 from wastenet.models import create_model
 from wastenet.provenance import provenance
 from wastenet.train.freeze import set_trainable_units
@@ -43,14 +45,14 @@ def time_steps(model, x, y, steps: int, amp: torch.dtype | None) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="efficientnet_lite0")
-    parser.add_argument("--size", default="288x384")
+    parser.add_argument("--size", default=size_text(DEFAULT_INPUT_SIZE), help="HxW or PCT%%")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args()
-    h, w = (int(v) for v in args.size.split("x"))
+    h, w = parse_size(args.size)
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, h, w).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 5, (args.batch,))
+    y = torch.randint(0, len(CLASSES), (args.batch,))
     rows = []
     settings = [
         ("fp32", None, 0),

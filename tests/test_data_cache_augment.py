@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import make_image_folder
+from wastenet.classes import DEFAULT_INPUT_SIZE, input_size_for
 from wastenet.data.augment import AugmentConfig, Augmenter, affine_matrix, preset
 from wastenet.data.background import object_alpha, texture
 from wastenet.data.cache import ImageCache, parse_size
@@ -53,9 +54,12 @@ def test_cache_dir_from_env(tmp_path, manifest, monkeypatch):
 
 
 def test_parse_size():
-    assert parse_size("288x384") == (288, 384)
-    with pytest.raises(WasteNetError):
-        parse_size("big")
+    assert parse_size("288x384") == (288, 384)  # HEIGHTxWIDTH
+    assert parse_size("75%") == input_size_for(75) == DEFAULT_INPUT_SIZE  # a resolution
+    assert parse_size("50%") == (192, 256)
+    for bad in ("big", "nan%", "-50%", "0x10"):
+        with pytest.raises(WasteNetError):
+            parse_size(bad)
 
 
 def _square(h=200, w=200, side=40) -> np.ndarray:

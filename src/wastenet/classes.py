@@ -1,4 +1,10 @@
-"""The five canonical recycling classes, in the index order every model uses."""
+"""The model card's constants: the five classes, the "not sure" rule, the input size.
+
+Every artifact carries its own card (``wastenet.meta.BundleMeta``: labels, input size,
+mean/std, temperature); readers take them from it. What is defined here is what a card
+is made from, and the defaults where no artifact is at hand yet (the data cache, the
+augmentation preview, the benchmarks).
+"""
 
 CLASSES: tuple[str, ...] = ("cardboard", "glass", "metal", "paper", "plastic")
 NOT_SURE = "not sure"
@@ -6,11 +12,23 @@ NOT_SURE = "not sure"
 # Meaningful across models once each is calibrated (wastenet calibrate).
 CONFIDENCE_THRESHOLD = 0.7
 
-# Paper (section 4.2.1): TrashNet photos are 512x384; 75 % resolution is 384x288.
-FULL_RESOLUTION_WH: tuple[int, int] = (512, 384)
+# Paper (section 4.2.1): TrashNet photos are 384 high and 512 wide. Sizes are (height,
+# width) everywhere, and the text form is HEIGHTxWIDTH.
+FULL_RESOLUTION_HW: tuple[int, int] = (384, 512)
 
 
 def input_size_for(resolution_pct: float) -> tuple[int, int]:
-    """(height, width) of the model input at a given percentage of 512x384."""
-    w, h = FULL_RESOLUTION_WH
+    """(height, width) of the model input at a given percentage of the full resolution."""
+    h, w = FULL_RESOLUTION_HW
     return round(h * resolution_pct / 100), round(w * resolution_pct / 100)
+
+
+# The shipped model's resolution (the presets named *_75): 288 x 384.
+DEFAULT_RESOLUTION_PCT = 75.0
+DEFAULT_INPUT_SIZE: tuple[int, int] = input_size_for(DEFAULT_RESOLUTION_PCT)
+
+
+def size_text(size_hw: tuple[int, int]) -> str:
+    """(288, 384) -> '288x384' (HEIGHTxWIDTH, as ``--size`` takes it)."""
+    h, w = size_hw
+    return f"{int(h)}x{int(w)}"

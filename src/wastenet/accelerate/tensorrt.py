@@ -78,7 +78,9 @@ def _shape(meta: BundleMeta, options: dict) -> tuple[int, int, int, int]:
     try:
         shape = tuple(int(v) for v in str(text).lower().split("x"))
     except ValueError as exc:
-        raise ConfigError(f"input_shape {text!r}: expected NxCxHxW, e.g. 1x3x288x384") from exc
+        raise ConfigError(
+            f"input_shape {text!r}: expected NxCxHxW, e.g. 1x3x{meta.height}x{meta.width}"
+        ) from exc
     if len(shape) != 4 or shape[1:] != (3, meta.height, meta.width):
         raise ConfigError(
             f"input_shape {text!r} does not match the model input 3x{meta.height}x{meta.width}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wastenet.classes import DEFAULT_INPUT_SIZE, DEFAULT_RESOLUTION_PCT, input_size_for, size_text
 from wastenet.errors import WasteNetError
 from wastenet.imageio import read_rgb
 from wastenet.preprocess import fit_image
@@ -33,11 +35,23 @@ def default_cache_dir() -> Path:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'288x384' -> (288, 384): HEIGHTxWIDTH, like input_size_for."""
+    """``HEIGHTxWIDTH`` -> (height, width), or ``PCT%`` -> ``input_size_for(PCT)`` (a
+    preset's ``resolution_pct``: ``75%`` is the shipped model's input)."""
+    text = str(text).strip().lower()
+    usage = (
+        f"use HEIGHTxWIDTH (e.g. {size_text(DEFAULT_INPUT_SIZE)}) or a resolution "
+        f"percentage (e.g. {DEFAULT_RESOLUTION_PCT:g}%)"
+    )
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
+        if text.endswith("%"):
+            pct = float(text[:-1])
+            if not math.isfinite(pct):
+                raise ValueError(text)
+            h, w = input_size_for(pct)
+        else:
+            h, w = (int(v) for v in text.split("x"))
     except ValueError as exc:
-        raise WasteNetError(f"size {text!r}: use HEIGHTxWIDTH, e.g. 288x384") from exc
+        raise WasteNetError(f"size {text!r}: {usage}") from exc
     if h <= 0 or w <= 0:
         raise WasteNetError(f"size {text!r}: height and width must be positive")
     return h, w

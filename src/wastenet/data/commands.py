@@ -8,7 +8,20 @@ import os
 import sys
 from pathlib import Path
 
+from wastenet.classes import (
+    DEFAULT_INPUT_SIZE,
+    DEFAULT_RESOLUTION_PCT,
+    FULL_RESOLUTION_HW,
+    size_text,
+)
 from wastenet.errors import WasteNetError
+
+DEFAULT_SIZE = f"{DEFAULT_RESOLUTION_PCT:g}%"  # the shipped model's input size
+SIZE_HELP = (
+    f"HEIGHTxWIDTH, or a resolution PCT%% of {size_text(FULL_RESOLUTION_HW)} like a preset's "
+    "resolution_pct "
+    f"(default {DEFAULT_RESOLUTION_PCT:g}%%: {size_text(DEFAULT_INPUT_SIZE)})"
+)
 
 SPLIT_EPILOG = """examples:
   wastenet data split ../shared/data/trashnet ../shared/data/web-mixed --out runs/data
@@ -93,10 +106,11 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
         description="Decode, fit and store every manifest image (incl. ood) as one uint8 "
         "memmap in the cache folder ($WASTENET_CACHE or ~/.cache/wastenet).",
         formatter_class=formatter_class,
-        epilog="example:\n  wastenet data cache runs/data/manifest.json --size 288x384",
+        epilog="examples:\n  wastenet data cache runs/data/manifest.json\n"
+        "  wastenet data cache runs/data/manifest.json --size 50%",
     )
     p.add_argument("manifest", type=Path, help="manifest.json (or its folder)")
-    p.add_argument("--size", default="288x384", help="HEIGHTxWIDTH of the model input")
+    p.add_argument("--size", default=DEFAULT_SIZE, help="the model input: " + SIZE_HELP)
     p.add_argument("--cache-dir", type=Path, default=None, help="cache folder")
     p.add_argument("--workers", type=int, default=2, help="decoding processes")
     p.set_defaults(func=cmd_cache)
@@ -133,7 +147,7 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
     p.add_argument("--preset", default="table3", help="table1 | table3 | ours | none")
     p.add_argument("--zoom", type=float, default=None, help="override the zoom range x")
     p.add_argument("--n", type=int, default=16, help="number of samples")
-    p.add_argument("--size", default="288x384", help="HEIGHTxWIDTH")
+    p.add_argument("--size", default=DEFAULT_SIZE, help=SIZE_HELP)
     p.add_argument("--seed", type=int, default=0, help="sample and augmentation seed")
     p.add_argument(
         "--masks",
@@ -249,8 +263,10 @@ def cmd_cache(args) -> int:
             f"{len(found['changed'])} changed since the split; re-run 'wastenet data split'"
         )
     items = manifest.items() + manifest.items(split="ood")
-    cache = ImageCache(items, parse_size(args.size), args.cache_dir, workers=args.workers)
-    print(f"{len(cache)} images at {args.size} in {cache.path} ({cache.nbytes / 1e9:.2f} GB)")
+    size_hw = parse_size(args.size)
+    cache = ImageCache(items, size_hw, args.cache_dir, workers=args.workers)
+    where = f"{size_text(size_hw)} in {cache.path}"
+    print(f"{len(cache)} images at {where} ({cache.nbytes / 1e9:.2f} GB)")
     return 0
 
 

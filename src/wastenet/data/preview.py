@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from wastenet.classes import DEFAULT_INPUT_SIZE
 from wastenet.data.augment import Augmenter
 from wastenet.data.augment import preset as make_preset
 from wastenet.errors import WasteNetError
@@ -69,7 +70,7 @@ def preview(
     preset: str = "table3",
     zoom: float | None = None,
     n: int = 16,
-    size_hw: tuple[int, int] = (288, 384),
+    size_hw: tuple[int, int] = DEFAULT_INPUT_SIZE,
     seed: int = 0,
     masks: bool = False,
 ) -> Path:

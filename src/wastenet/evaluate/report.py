@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from wastenet.accelerate.engine import Engine
-from wastenet.classes import CLASSES, CONFIDENCE_THRESHOLD
+from wastenet.classes import CLASSES, CONFIDENCE_THRESHOLD, size_text
 from wastenet.errors import ModelFileError, WasteNetError
 from wastenet.evaluate.corruptions import CORRUPTIONS
 from wastenet.evaluate.dataset import limit_items
@@ -63,7 +63,7 @@ def evaluate_model(
     if not items:
         raise WasteNetError(f"the manifest has no {split!r} items to evaluate")
     started = time.perf_counter()
-    log(f"loading {len(items)} {split} images at {meta.width}x{meta.height}")
+    log(f"loading {len(items)} {split} images at {size_text(meta.input_size)} (HxW)")
     pred = predict_items(engine, items, batch_size, cache_dir)
     if not pred.items:
         raise WasteNetError(f"none of the {split!r} images could be read")
@@ -227,7 +227,7 @@ def render_markdown(report: dict) -> str:
     params = f"{m['parameters']:,}" if m.get("parameters") else "–"
     size = f"{m['file_size_mb']:.1f} MB" if m.get("file_size_mb") is not None else "–"
     lines = [
-        f"# Evaluation: {m['architecture']} @ {m['input_size'][1]}x{m['input_size'][0]}",
+        f"# Evaluation: {m['architecture']} @ {size_text(m['input_size'])} (HxW)",
         "",
         f"Split `{d['split']}`, {d['n_items']} items, {d['n_ood']} out-of-distribution; "
         f"parameters {params}; file size {size}"

