@@ -6,8 +6,8 @@ DATA=${DATA:-../shared/data}
 RUNS=${RUNS:-runs}
 M="$RUNS/data/manifest.json"
 wastenet data split "$DATA/trashnet" "$DATA/web-mixed" --out "$RUNS/data"
-wastenet data cache "$M" --size 288x384
-wastenet data cache "$M" --size 192x256
+wastenet data cache "$M" --size 75%
+wastenet data cache "$M" --size 50%
 # stage 1: 10 epochs at 50 % resolution, consolidation and FixRes at 75 %
 wastenet train lite0_mixed_75 --set manifest="$M" --out "$RUNS/lite0_mixed_75"
 # stage 2: 8 more epochs at 75 % with milder augmentation, FixRes; ends temperature-calibrated
