@@ -240,7 +240,21 @@ def loop_lines(inputs: Inputs) -> list[str]:
             f"| {r['engine']} | {'on' if r['gate'] else 'off'} | {num(r['fps'])} | "
             f"{r['inferred']} | {pct(r['inference_share'])} |"
         )
-    return lines + ["", f"Measured by {_by(latest)}.", ""]
+    lines += ["", f"Measured by {_by(latest)}.", ""]
+    runs = [s for s in inputs.of("run") if s.data.get("measured", {}).get("latency")]
+    if runs:
+        run = _latest(runs)
+        lat = run.data["measured"]["latency"]
+        lines += [
+            f"Item shown to door moving (a bin run, vote window N = {lat['n']}, "
+            f"{num(lat['ips'])} inferences/s, actuator "
+            f"`{run.data.get('config', {}).get('actuator') or UNKNOWN}`, its servo delay included): "
+            f"{num(lat['measured_total_s'], '.3f')} s measured, "
+            f"{num(lat['eq2_total_s'], '.3f')} s by the paper's equation 2. "
+            f"Measured by {_by(run)}.",
+            "",
+        ]
+    return lines
 
 
 def limits_lines(inputs: Inputs) -> list[str]:
