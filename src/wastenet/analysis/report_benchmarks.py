@@ -240,7 +240,13 @@ def loop_lines(inputs: Inputs) -> list[str]:
             f"| {r['engine']} | {'on' if r['gate'] else 'off'} | {num(r['fps'])} | "
             f"{r['inferred']} | {pct(r['inference_share'])} |"
         )
-    lines += ["", f"Measured by {_by(latest)}.", ""]
+    lines += ["", f"Measured by {_by(latest)}."]
+    if any(" #" in r["engine"] for r in report_speed.loop_rows(latest)):
+        lines.append(
+            "Engines marked #1, #2 share a file name: #1 was given to the benchmark first "
+            "(this result does not record their paths)."
+        )
+    lines.append("")
     runs = [s for s in inputs.of("run") if s.data.get("measured", {}).get("latency")]
     if runs:
         run = _latest(runs)
