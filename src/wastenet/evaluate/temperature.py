@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from wastenet.errors import WasteNetError
-from wastenet.evaluate.metrics import label_masks  # noqa: F401  (the calibration math's)
+from wastenet.evaluate.metrics import label_masks, score  # noqa: F401  (label_masks: re-exported)
 
 LOG_T_RANGE = (np.log(0.05), np.log(20.0))
 ECE_BINS = 15
@@ -65,7 +65,7 @@ def expected_calibration_error(probs: np.ndarray, masks: np.ndarray, bins: int =
     if len(probs) == 0:
         return 0.0
     conf = probs.max(axis=1)
-    correct = masks[np.arange(len(probs)), probs.argmax(axis=1)]
+    correct = score(probs, masks, classes=range(masks.shape[1])).hits  # set-aware
     which = np.minimum((conf * bins).astype(int), bins - 1)
     gap = 0.0
     for b in range(bins):
