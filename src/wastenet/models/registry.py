@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wastenet.classes import CLASSES
 from wastenet.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ def default_config(name: str) -> dict:
 
 def create_model(
     name: str,
-    num_classes: int = 5,
+    num_classes: int = len(CLASSES),
     pretrained: bool | str | Path = True,
     drop_rate: float | None = None,
 ) -> torch.nn.Module:
