@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     FAILED = 1  # an unexpected error: a bug (Python prints its traceback)
     BAD_INPUT = 2  # a WasteNetError: bad option, path, model, door map, source URI...
     SOURCE_LOST = 3  # `wastenet run`: the camera or stream failed every reconnect attempt
+    STUCK = 4  # `wastenet run`: the loop stuck in the engine, a driver or a hook (its watchdog)
     INTERRUPTED = 130  # Ctrl-C outside the bin's own handling (128 + SIGINT)
 
 

@@ -8,12 +8,16 @@ every command) or ``log://`` (logs only). All share ``move(channel, angle)``,
 ``open_door(door, hold_s)``, ``close_door(door)`` and ``tick()``, which closes
 doors whose hold time ran out; ``start_timer()`` ticks on the wall clock in a thread
 of its own, so a door closes on time whether frames come or not (the bin starts it).
-A driver fault is logged, counted and survived.
+A driver fault is logged (once per burst), counted and survived; a close the driver
+refused is tried again every ``CLOSE_RETRY_S`` until one goes through, so a passing
+I2C error cannot leave a door open. ``home()`` closes every door (the bin does at
+start: a door left open by a killed run closes before the first frame).
 Each scheme takes only its own query options (``ACTUATOR_OPTIONS``), checked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -34,6 +38,8 @@ log = logging.getLogger(__name__)
 
 PAPER_SERVO_DELAY_S = 0.646  # section 5.6: classification-to-servo delay minus the queue
 TIMER_PERIOD_S = 0.1  # the door timer's tick: a door closes at most this late
+CLOSE_RETRY_S = 0.2  # a close the driver refused is sent again this often
+CLOSE_GIVE_UP_S = 1.0  # at shutdown, how long refused closes are retried
 
 
 @dataclass
@@ -144,8 +150,10 @@ class Actuator:
 
     def __init__(self, doors: DoorMap, clock: Callable[[], float] = time.perf_counter) -> None:
         self.doors, self.clock = doors, clock
-        self.open_until: dict[int, float] = {}
+        self.open_until: dict[int, float] = {}  # doors that may be open -> when to close them
+        self._opened: set[int] = set()  # doors whose open command went through
         self.faults = 0
+        self._failing = 0  # driver faults since the last command that went through
         self.commands: list[Command] = []
         self._lock = threading.RLock()
         self._timer: threading.Thread | None = None
@@ -164,8 +172,19 @@ class Actuator:
                 self._move(channel, angle)
             except Exception as exc:  # I2C errors surface as OSError, ValueError, RuntimeError...
                 self.faults += 1
-                log.error("servo channel %d: %s (door command dropped, loop goes on)", channel, exc)
+                self._failing += 1
+                if self._failing == 1:
+                    log.error(
+                        "servo channel %d: %s (%s command dropped, loop goes on; further "
+                        "faults are counted until a command goes through)",
+                        channel,
+                        exc,
+                        action,
+                    )
                 return False
+            if self._failing:
+                log.warning("servo: commands go through again after %d faults", self._failing)
+                self._failing = 0
             self._record(Command(t, channel, angle, door, action, t + self.servo_delay_s))
             return True
 
@@ -176,20 +195,52 @@ class Actuator:
                 del self.commands[:5_000]
 
     def open_door(self, door: int, hold_s: float | None = None) -> bool:
+        """Open ``door`` (or keep it open) for ``hold_s``; False when the driver refused.
+
+        From the moment it is asked the door counts as possibly open: it is closed
+        when the hold runs out even if the open command failed halfway.
+        """
         spec = self._spec(door)
         hold = self.doors.hold_s if hold_s is None else hold_s
         with self._lock:
-            already = door in self.open_until
             self.open_until[door] = self.clock() + hold
-            if already:
+            if door in self._opened:
                 return True
-            return self.move(spec.channel, spec.open_angle, door, "open")
+            ok = self.move(spec.channel, spec.open_angle, door, "open")
+            if ok:
+                self._opened.add(door)
+            return ok
 
-    def close_door(self, door: int) -> bool:
+    def close_door(self, door: int, action: str = "close") -> bool:
+        """Close ``door``; when the driver refuses, it stays due and is tried again after
+        ``CLOSE_RETRY_S`` (by ``tick()``), never forgotten while it may be open."""
         spec = self._spec(door)
         with self._lock:
-            self.open_until.pop(door, None)
-            return self.move(spec.channel, spec.closed_angle, door, "close")
+            if self.move(spec.channel, spec.closed_angle, door, action):
+                self.open_until.pop(door, None)
+                self._opened.discard(door)
+                return True
+            if door in self.open_until or door in self._opened:
+                self.open_until[door] = self.clock() + CLOSE_RETRY_S
+            return False
+
+    def home(self) -> bool:
+        """Close every door of the map, open or not (a known state at start-up); a door the
+        driver refuses stays due for a retry. True when every command went through."""
+        with self._lock:
+            for door in self.doors.doors:
+                self.open_until.setdefault(door, self.clock())
+            return all([self.close_door(door, "home") for door in self.doors.doors])
+
+    def emergency_close(self, timeout_s: float = 1.0) -> bool:
+        """Close the doors that may be open, from any thread, if the driver's lock can be had
+        within ``timeout_s`` (a driver stuck mid-command holds it); False when not all closed."""
+        if not self._lock.acquire(timeout=timeout_s):
+            return False
+        try:
+            return all([self.close_door(door) for door in list(self.open_until)])
+        finally:
+            self._lock.release()
 
     def open_doors(self) -> list[int]:
         """The doors open now (a snapshot another thread may be changing)."""
@@ -238,10 +289,20 @@ class Actuator:
             timer.join(timeout=2.0)
 
     def close(self) -> None:
+        """Stop the timer and close every door that may be open; a close the driver refuses
+        is tried again for ``CLOSE_GIVE_UP_S`` before the door is reported as maybe open."""
         self.stop_timer()
-        with self._lock:
-            for door in list(self.open_until):
-                self.close_door(door)
+        deadline = time.monotonic() + CLOSE_GIVE_UP_S
+        while True:
+            with self._lock:
+                for door in list(self.open_until):
+                    self.close_door(door)
+                left = sorted(self.open_until)
+            if not left or time.monotonic() >= deadline:
+                break
+            time.sleep(CLOSE_RETRY_S)
+        if left:
+            log.error("doors %s may be open: the servo driver refused every close", left)
 
     def _spec(self, door: int) -> DoorSpec:
         try:
@@ -276,8 +337,14 @@ class SimActuator(Actuator):
     def _record(self, command: Command) -> None:
         super()._record(command)
         if self._file is not None:
-            self._file.write(json.dumps(asdict(command)) + "\n")
-            self._file.flush()
+            try:
+                self._file.write(json.dumps(asdict(command)) + "\n")
+                self._file.flush()
+            except OSError as exc:  # a full disk stops the record, not the doors
+                log.warning("servo record %s: %s; recording stops", self._file.name, exc)
+                with contextlib.suppress(OSError):
+                    self._file.close()
+                self._file = None
 
     def close(self) -> None:
         super().close()

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
@@ -18,8 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from wastenet.classes import CONFIDENCE_THRESHOLD
-from wastenet.errors import ConfigError, WasteNetError
+from wastenet.errors import ConfigError, ExitCode, WasteNetError
 from wastenet.provenance import provenance
+from wastenet.runtime.watchdog import STUCK_S
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ class BinOptions:
     store_quota_mb: float | None = None
     run_dir: str | None = None
     max_frames: int | None = None
+    stuck_s: float = STUCK_S  # the watchdog: a stage stuck this long ends the run, exit 4
 
     def check(self) -> None:
         """Every number in range before anything opens; a ConfigError names the option."""
@@ -78,6 +82,10 @@ class BinOptions:
         _require(
             self.max_frames is None or _whole(self.max_frames, 0),
             f"--max-frames {self.max_frames!r}: must be >= 0",
+        )
+        _require(
+            _real(self.stuck_s, 0, math.inf) and self.stuck_s > 0,
+            f"--stuck-s {self.stuck_s!r}: must be a finite number of seconds > 0",
         )
         if self.store:
             from wastenet.runtime.store import SamplePolicy
@@ -138,8 +146,9 @@ def run_bin(
     from wastenet.runtime.gate import GateConfig, PresenceGate
     from wastenet.runtime.loop import BinLoop
     from wastenet.runtime.sources import open_source
-    from wastenet.runtime.timings import TimingsWriter
+    from wastenet.runtime.timings import TimingsWriter, clock_anchor
     from wastenet.runtime.vote import MajorityVote
+    from wastenet.runtime.watchdog import Watchdog
 
     opts.check()
     model = Path(opts.model) if opts.model else DEFAULT_MODEL
@@ -159,10 +168,24 @@ def run_bin(
         raise WasteNetError(str(exc)) from exc
     run_dir = Path(opts.run_dir or Path("runs") / "bin" / time.strftime("%Y%m%d-%H%M%S"))
     prepare_run_dir(run_dir)
-    parts: list = []  # closed in reverse order, whatever happens
+    record = {  # run.json: written at the start (the clock anchor), rewritten at the end
+        "status": "running",
+        "exit_code": None,
+        "config": asdict(opts),
+        "provenance": provenance(),
+        "model": str(model),
+        "engine_choice": choice_dict(choice) if choice else None,
+        "clock": clock_anchor(),
+        "summary": None,
+    }
+    parts: list = []  # closed in reverse order, whatever happens, after the doors
+    actuator = writer = loop = watchdog = None
     stop = stop or threading.Event()
     previous = _install_signal_handlers(stop)
     try:
+        # the store first: a folder another bin holds, or read-only, stops the run before
+        # any servo moves (exit 2, nothing ran)
+        store_hook = _store_hook(opts, engine, parts) if opts.store else None
         source = (
             open_source(str(DEFAULT_SAMPLES), **SAMPLE_REPLAY)
             if opts.source is None
@@ -170,13 +193,14 @@ def run_bin(
         )
         parts.append(source)
         actuator = open_actuator(opts.actuator, doors)
-        parts.append(actuator)
+        actuator.home()  # a known state: a door a killed run left open closes now
         actuator.start_timer()  # doors close on time, frames or not; close() stops it
         writer = TimingsWriter(run_dir)
         parts.append(writer)
+        writer.write_json("run.json", record)
         hooks = _display_hooks(opts, actuator, parts)
-        if opts.store:
-            hooks.append(("store", _store_hook(opts, engine, parts)))
+        if store_hook is not None:
+            hooks.append(("store", store_hook))
         hooks.append(
             (
                 "record",
@@ -191,24 +215,69 @@ def run_bin(
         loop = BinLoop(
             source, engine, vote, actuator, doors, gate, hooks, [announce], crop_to_object=crop
         )
+        on_stuck = _stuck_handler(record, loop, actuator, writer)
+        watchdog = Watchdog(lambda: loop.stage, stop, on_stuck, opts.stuck_s).start()
         summary = loop.run(opts.max_frames, stop)
-        writer.write_json(
-            "run.json",
-            {
-                "config": asdict(opts),
-                "provenance": provenance(),
-                "model": str(model),
-                "engine_choice": choice_dict(choice) if choice else None,
-                "summary": _summary_dict(summary),
-            },
+        lost = summary.source_lost is not None
+        record.update(
+            status="source lost" if lost else "done",
+            exit_code=int(ExitCode.SOURCE_LOST if lost else ExitCode.OK),
         )
+    except BaseException as exc:  # recorded in run.json, then raised on
+        code = ExitCode.BAD_INPUT if isinstance(exc, WasteNetError) else ExitCode.FAILED
+        record.update(status="failed", exit_code=int(code), error=f"{type(exc).__name__}: {exc}")
+        raise
     finally:
+        if loop is not None:
+            loop.stage = ("closing", time.monotonic())  # still watched: closing is bounded too
+        if actuator is not None:
+            actuator.close()  # the doors first
         for part in reversed(parts):
             part.close()
+        if watchdog is not None:
+            watchdog.close()
         _restore_signal_handlers(previous)
+        if writer is not None:
+            record.update(
+                summary=_summary_dict(loop.summary) if loop is not None else None,
+                clock_end=clock_anchor(),
+            )
+            writer.write_json("run.json", record)
     print_summary(summary, opts.vote, print_fn)
     print_fn(f"run folder: {run_dir} (wastenet latency --run {run_dir})")
     return summary
+
+
+def _stuck_handler(record: dict, loop, actuator, writer) -> Callable[[str], None]:
+    """What the watchdog does when the loop is stuck (``runtime.watchdog``): close the doors if
+    the driver answers, say so, record the run as stuck, and end the process with exit 4."""
+    from wastenet.runtime.timings import clock_anchor
+
+    def on_stuck(reason: str) -> None:
+        try:
+            closed = actuator.emergency_close(timeout_s=1.0)
+            doors = "doors closed" if closed else "doors NOT closed: the servo driver is stuck"
+            log.error("stuck: %s; %s", reason, doors)
+            print(
+                f"wastenet: error: stuck: {reason}; {doors} (exit code {ExitCode.STUCK:d})",
+                file=sys.stderr,
+                flush=True,
+            )
+            if loop.started_t is not None:
+                loop.summary.elapsed_s = loop.clock() - loop.started_t
+            record.update(
+                status="stuck",
+                exit_code=int(ExitCode.STUCK),
+                error=f"stuck: {reason}; {doors}",
+                summary=_summary_dict(loop.summary),
+                clock_end=clock_anchor(),
+            )
+            writer.flush()
+            writer.write_json("run.json", record)
+        finally:  # whatever failed above: the main thread is inside a call that never returns
+            os._exit(ExitCode.STUCK)
+
+    return on_stuck
 
 
 def _load_doors(opts: BinOptions, engine, print_fn: Callable[[str], None]):

@@ -24,7 +24,8 @@ def register(subparsers, formatter_class) -> None:
         "  wastenet run --source 'scene/?fps=20&hold=12&gap=6' --vote 10 --threshold 0.7\n"
         "  wastenet run --source rtsp://cam.local/stream --mjpeg-port 8080 --store samples/\n"
         "exit codes: 0 done (the source ended, --max-frames, SIGINT/SIGTERM), 2 bad input, "
-        "3 source lost (a camera failed every reconnect)",
+        "3 source lost (a camera failed every reconnect), 4 stuck (the watchdog ended a loop "
+        "stuck in the engine, a driver or a hook)",
     )
     run.add_argument(
         "--source",
@@ -80,6 +81,13 @@ def register(subparsers, formatter_class) -> None:
     )
     run.add_argument("--run-dir", help="where timings go (default runs/bin/<time>)")
     run.add_argument("--max-frames", type=int, help="stop after this many frames")
+    run.add_argument(
+        "--stuck-s",
+        type=float,
+        default=BIN.stuck_s,
+        help="the watchdog: a stage (inference, a servo command, a hook) running this long, "
+        "or a run not stopped 5 s after SIGINT/SIGTERM, ends the bin with exit code 4",
+    )
     run.set_defaults(func=_run)
 
     lat = subparsers.add_parser(
@@ -120,6 +128,7 @@ def _run(args: argparse.Namespace) -> int:
         store_quota_mb=args.store_quota_mb,
         run_dir=args.run_dir,
         max_frames=args.max_frames,
+        stuck_s=args.stuck_s,
     )
     summary = run_bin(opts)
     if summary.source_lost:  # non-zero, so a supervisor restarts the bin

@@ -2,7 +2,8 @@
 
 Everything else (window, MJPEG stream, sample store, timing files, printing) is a
 hook called with each frame's ``FrameResult`` or an event listener called with
-each ``Actuation``; the loop times every stage, hooks included.
+each ``Actuation``; the loop times every stage, hooks included, and marks the stage
+it is in (``stage``) for the bin's watchdog (``runtime.watchdog``).
 """
 
 from __future__ import annotations
@@ -60,15 +61,23 @@ class BinLoop:
         self._fps = 0.0
         self._last_t: float | None = None
         self._last_present_t: float | None = None
+        # the stage being run and time.monotonic() at its start, read by the watchdog thread
+        self.stage: tuple[str, float] | None = None
+        self.started_t: float | None = None
+
+    def _mark(self, name: str) -> None:
+        self.stage = (name, time.monotonic())
 
     def step(self) -> FrameResult | None:
         """Process one frame; None when the source has ended."""
-        clock, times = self.clock, {}
+        clock, times, mark = self.clock, {}, self._mark
+        mark("capture")
         t = clock()
         frame = self.source.read()
         times["capture"] = clock() - t
         if frame is None:
             return None
+        mark("gate")
         t = clock()
         present = self.gate.update(frame.image) if self.gate is not None else True
         times["gate"] = clock() - t
@@ -77,12 +86,15 @@ class BinLoop:
             self.summary.inference_gaps.append(frame.t_capture - self._last_present_t)
         self._last_present_t = frame.t_capture if present else None
         if present:
+            mark("preprocess")
             t = clock()
             batch = preprocess(self._view(result), self.size_hw, self.mean, self.std)
             times["preprocess"] = clock() - t
+            mark("inference")
             t = clock()
             result.probs = np.asarray(self.engine.predict(batch))[0]
             times["inference"] = clock() - t
+            mark("vote")
             t = clock()
             top = int(np.argmax(result.probs))
             result.confidence = float(result.probs[top])
@@ -91,10 +103,12 @@ class BinLoop:
             times["vote"] = clock() - t
         else:
             self.vote.reset()  # nothing in view: the next item starts a fresh vote
+        mark("actuate")
         t = clock()
         self._actuate(result)
         times["actuate"] = clock() - t
         for name, hook in self.hooks:
+            mark(name)
             t = clock()
             hook(result)
             times[name] = clock() - t
@@ -153,7 +167,7 @@ class BinLoop:
         stalled camera cannot hold a door open. A source that gave up (a camera lost
         for good) is recorded in ``summary.source_lost``.
         """
-        start = self.clock()
+        start = self.started_t = self.clock()
         timer_started = self.actuator.start_timer()  # run_bin starts it before the loop
         try:
             while not (stop and stop.is_set()):

@@ -17,6 +17,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 BOUNDARY = "wastenetframe"
+# A stream client that sends no request, or stops reading, for this long is dropped:
+# its thread and socket are freed (a phone put to sleep with the page open).
+CLIENT_TIMEOUT_S = 10.0
 
 
 def draw_overlay(
@@ -84,7 +87,12 @@ class Window:
 
 
 class MjpegServer:
-    """multipart/x-mixed-replace JPEG stream of the latest overlay frame, on 127.0.0.1 only."""
+    """multipart/x-mixed-replace JPEG stream of the latest overlay frame, on 127.0.0.1 only.
+
+    Each client has a thread of its own that sends the newest frame when it is free, so
+    a slow client skips frames and never slows the bin; a client silent or not reading
+    for ``CLIENT_TIMEOUT_S`` is dropped, and one that goes away mid-frame just ends.
+    """
 
     def __init__(self, port: int = 8080, host: str = "127.0.0.1", quality: int = 80) -> None:
         self.quality = quality
@@ -95,6 +103,8 @@ class MjpegServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = CLIENT_TIMEOUT_S  # on the socket: a request line, and every write
+
             def log_message(self, *args) -> None:  # keep the bin's console for decisions
                 pass
 
@@ -121,8 +131,8 @@ class MjpegServer:
                             + b"\r\n"
                         )
                         self.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError):
-                    return
+                except OSError:  # gone (reset, broken pipe) or not reading (timed out)
+                    self.close_connection = True
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True

@@ -134,10 +134,12 @@ class ImageFolderSource:
         from wastenet.preprocess import fit_image
 
         path = Path(path)
-        files = (
+        files = (  # regular files only: opening a FIFO named x.jpg would block the bin for good
             [path]
             if path.is_file()
-            else sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            else sorted(
+                p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            )
         )
         if not files:
             raise SourceError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")

@@ -4,17 +4,31 @@ A run folder holds ``timings.jsonl`` (one line per frame: capture time and secon
 per stage) and ``actuations.jsonl`` (one line per door command: onset, decision,
 command and modelled arrival times), which ``wastenet latency --run`` reads. Both
 are rotated at a size limit (``TimingsWriter``), so a bin running for weeks keeps
-at most a few tens of MB of them.
+at most a few tens of MB of them. A full disk drops lines (one warning per burst of
+failures), never the run.
+
+Every time in these files is ``time.perf_counter()`` (``MONOTONIC``): steady, but with
+an arbitrary zero. ``run.json``'s ``clock`` (``clock_anchor()``) pairs one reading of
+it with the wall clock, so another tool (``wastenet power parse --run``) lines the
+run up with its own wall-clock samples: wall = t + ``offset_s``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import time
 from collections import deque
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
+
+MONOTONIC = "time.perf_counter"  # the clock of every ``t`` a run folder holds
 
 STAGES = ("capture", "gate", "preprocess", "inference", "vote", "actuate", "display", "store")
 
@@ -49,11 +63,53 @@ class StageStats:
         }
 
 
+def clock_anchor() -> dict:
+    """The wall clock (UTC) at one moment of the run's monotonic clock, for run.json.
+
+    ``monotonic_s`` is ``time.perf_counter()`` (the clock of every ``t`` in the run
+    folder) read around ``time.time()``; ``offset_s`` is wall minus monotonic, so a
+    timestamp ``t`` of the run happened at wall-clock ``t + offset_s`` (epoch seconds).
+    """
+    before = time.perf_counter()
+    wall = time.time()
+    after = time.perf_counter()
+    mono = (before + after) / 2
+    utc = datetime.fromtimestamp(wall, timezone.utc).isoformat(timespec="microseconds")
+    return {
+        "monotonic": MONOTONIC,
+        "monotonic_s": round(mono, 6),
+        "epoch_s": round(wall, 6),
+        "utc": utc.replace("+00:00", "Z"),
+        "offset_s": round(wall - mono, 6),
+        "uncertainty_s": round(after - before, 9),
+    }
+
+
+def read_clock(run_dir: str | Path) -> dict | None:
+    """run.json's clock anchor (``clock_anchor()``), or None when the run has none."""
+    try:
+        data = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    clock = data.get("clock") if isinstance(data, dict) else None
+    if not isinstance(clock, dict) or clock.get("monotonic") != MONOTONIC:
+        return None
+    try:
+        float(clock["offset_s"]), float(clock["epoch_s"]), float(clock["monotonic_s"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return clock
+
+
 class RotatingFile:
     """Appends lines to ``path``; before a line would take it past ``max_bytes`` the file
     moves to ``path.1`` (``.1`` to ``.2`` ..., the oldest past ``.keep`` dropped) and a
     fresh one starts. Rotation only happens between lines and never drops the line being
-    written: a line longer than ``max_bytes`` gets a file of its own."""
+    written: a line longer than ``max_bytes`` gets a file of its own.
+
+    A write the disk refuses (full, read-only, gone) drops the line and what was
+    buffered with it: one warning per burst of failures, and the file is opened again
+    for the next line."""
 
     def __init__(self, path: str | Path, max_bytes: int, keep: int, flush: bool = False) -> None:
         if max_bytes <= 0 or keep < 0:
@@ -63,6 +119,9 @@ class RotatingFile:
         self.keep = keep
         self.flush = flush
         self.rotations = 0
+        self.dropped = 0  # lines lost to write failures
+        self._burst = 0
+        self._handle = None
         self._open()
 
     def _open(self) -> None:
@@ -70,16 +129,41 @@ class RotatingFile:
         self._size = self.path.stat().st_size
 
     def write(self, line: str) -> None:
-        size = len(line.encode("utf-8"))
-        if self._size > 0 and self._size + size > self.max_bytes:
-            self.rotate()
-        self._handle.write(line)
-        self._size += size
-        if self.flush:
-            self._handle.flush()
+        try:
+            if self._handle is None:
+                self._open()
+            size = len(line.encode("utf-8"))
+            if self._size > 0 and self._size + size > self.max_bytes:
+                self.rotate()
+            self._handle.write(line)
+            self._size += size
+            if self.flush:
+                self._handle.flush()
+        except OSError as exc:
+            self._failed(exc)
+            return
+        if self._burst:
+            log.warning("%s: writing again after dropping %d lines", self.path, self._burst)
+            self._burst = 0
+
+    def _failed(self, exc: OSError) -> None:
+        """Drop the line (and the unwritten buffer); the next write opens the file again."""
+        self.dropped += 1
+        self._burst += 1
+        if self._burst == 1:
+            log.warning(
+                "%s: cannot write (%s); dropping lines until a write succeeds, the bin goes on",
+                self.path,
+                exc.strerror or exc,
+            )
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()  # flushing what is buffered fails again; the fd closes anyway
 
     def rotate(self) -> None:
-        self._handle.close()
+        if self._handle is not None:
+            self._handle.close()
         try:
             if self.keep == 0:
                 self.path.unlink()
@@ -94,8 +178,12 @@ class RotatingFile:
             self._open()  # carry on in a file, rotated or not
 
     def close(self) -> None:
-        if not self._handle.closed:
-            self._handle.close()
+        handle, self._handle = self._handle, None
+        if handle is not None and not handle.closed:
+            try:
+                handle.close()
+            except OSError as exc:
+                self._failed(exc)
 
 
 class TimingsWriter:
@@ -125,8 +213,29 @@ class TimingsWriter:
     def actuation(self, record: dict) -> None:
         self._acts.write(json.dumps(record) + "\n")
 
-    def write_json(self, name: str, data: dict) -> None:
-        (self.run_dir / name).write_text(json.dumps(data, indent=2) + "\n")
+    def write_json(self, name: str, data: dict) -> bool:
+        """Write ``name`` whole or not at all (a temporary file renamed over it); a disk that
+        refuses it is logged and reported as False, never raised."""
+        path = self.run_dir / name
+        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            log.warning("%s: not written (%s)", path, exc.strerror or exc)
+            return False
+        return True
+
+    def flush(self) -> None:
+        """Push buffered frame lines to the file (the watchdog does, before a hard exit)."""
+        handle = self._frames._handle
+        if handle is not None:
+            try:
+                handle.flush()
+            except OSError as exc:
+                self._frames._failed(exc)
 
     def close(self) -> None:
         for handle in (self._frames, self._acts):

@@ -1,9 +1,10 @@
-"""The bin under faults, with real parts: a local MJPEG server that stalls, a closed port,
-SIGINT during a stalled open, a reader blocked in the driver, corrupt and large image folders.
+"""Capture under faults: a real local MJPEG server that stalls, drops mid-frame, sends
+garbage or never answers; SIGINT during a stalled open; a reader blocked in the driver;
+image folders with undecodable, vanished and blocking entries, and large ones.
 
 Invariants: the process never crashes; no door stays open longer than hold_s + 1 s,
 frames or not; run.json is written; a run ends within a bounded time; a camera lost
-for good exits with ExitCode.SOURCE_LOST (3).
+for good exits with ExitCode.SOURCE_LOST (3); a stream that comes back is recovered.
 """
 
 from __future__ import annotations
@@ -18,106 +19,20 @@ import sys
 import threading
 import time
 import tracemalloc
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CLASS_COLOURS as COLOURS
+from faults.conftest import HOLD_S, write_scene
+from faults.invariants import check_doors, live_threads, read_moves, run_record, wait_until
+from faults.servers import MAX_HOLD_S, ScriptedMjpegServer, StallingMjpegServer
 from wastenet.cli import main
 from wastenet.errors import ExitCode, SourceError
 from wastenet.runtime import live
 from wastenet.runtime.actuators import load_door_map, open_actuator
 from wastenet.runtime.app import BinOptions, run_bin
 from wastenet.runtime.sources import ImageFolderSource, LatestFrameSource, open_source
-
-MAX_HOLD_S = 20.0  # no server thread outlives a test by more than this
-
-
-@pytest.fixture(scope="module")
-def model(flat_colour_model):
-    from wastenet.accelerate import load_engine
-
-    return flat_colour_model, load_engine(flat_colour_model)
-
-
-class StallingMjpegServer:
-    """A real multipart-JPEG HTTP server on 127.0.0.1.
-
-    The first client gets ``stream_s`` seconds of frames, then the socket held silent;
-    every later client (a reconnect) gets no answer at all: a stalled open.
-    ``stream_s=None`` answers no one.
-    """
-
-    def __init__(self, colour=(40, 200, 90), stream_s: float | None = 1.5, fps: float = 20.0):
-        import cv2
-
-        ok, jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), colour[::-1], np.uint8))
-        self.jpeg, self.stream_s, self.fps = jpeg.tobytes(), stream_s, fps
-        self.done, self.asked = threading.Event(), threading.Event()
-        self.requests, self.stream_end_t = 0, None
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                outer.requests += 1
-                outer.asked.set()
-                try:
-                    if outer.requests == 1 and outer.stream_s is not None:
-                        outer._stream(self)
-                except OSError:  # the client went away
-                    return
-                outer.done.wait(MAX_HOLD_S)  # silent, socket open
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stream"
-
-    def _stream(self, handler) -> None:
-        handler.send_response(200)
-        handler.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-        handler.end_headers()
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < self.stream_s and not self.done.is_set():
-            head = (
-                f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(self.jpeg)}\r\n\r\n"
-            )
-            handler.wfile.write(head.encode() + self.jpeg + b"\r\n")
-            handler.wfile.flush()
-            self.stream_end_t = time.perf_counter()
-            time.sleep(1 / self.fps)
-
-    def close(self) -> None:
-        self.done.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def fast_reconnect(monkeypatch):
-    """Shorter waits than a bin's defaults, so a lost camera is given up on in seconds."""
-    monkeypatch.setitem(live.LIVE, "open_timeout_s", 1.0)
-    monkeypatch.setitem(live.LIVE, "stall_s", 1.0)
-    monkeypatch.setitem(live.RECONNECT, "max_failures", 3)
-    monkeypatch.setitem(live.RECONNECT, "backoff_s", 0.2)
-
-
-def wait_until(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def live_threads(name: str) -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == name and t.is_alive()]
 
 
 def test_stalled_stream_closes_doors_on_time_and_ends_as_source_lost(
@@ -145,11 +60,15 @@ def test_stalled_stream_closes_doors_on_time_and_ends_as_source_lost(
     assert elapsed < 12.0  # frames 1.5 s, stall 1 s, 3 stalled reopens of 1 s + backoff
     assert summary.frames >= 5 and server.requests >= 2  # it streamed, then reconnected
     assert summary.source_lost and "gave up after 3 reconnect attempts" in summary.source_lost
-    run = json.loads((run_dir / "run.json").read_text())
+    run = run_record(run_dir)
     assert run["summary"]["source_lost"] == summary.source_lost
+    assert (run["status"], run["exit_code"]) == ("source lost", ExitCode.SOURCE_LOST)
 
     hold = load_door_map().hold_s
-    commands = [json.loads(line) for line in record.read_text().splitlines()]
+    every = [json.loads(line) for line in record.read_text().splitlines()]
+    homing = [c for c in every if c["action"] == "home"]
+    assert [c["door"] for c in homing] == [0, 1, 2] and every[:3] == homing  # closed at start
+    commands = [c for c in every if c["action"] != "home"]
     opens = [c for c in commands if c["action"] == "open"]
     assert [c["door"] for c in opens] == [1]  # glass: one decision, one door
     for door in {c["door"] for c in commands}:
@@ -163,6 +82,39 @@ def test_stalled_stream_closes_doors_on_time_and_ends_as_source_lost(
     # every reader released its capture itself and ended: nothing is left inside the driver
     assert wait_until(lambda: not live_threads("frame-reader"), 5.0)
     assert not live_threads("door-timer")
+
+
+def test_a_stream_that_drops_mid_frame_and_sends_garbage_is_recovered(
+    model, tmp_path, doors, fast_reconnect, caplog
+):
+    _, engine = model
+    script = [("drop", 8), ("garbage", 10), ("good", None)]
+    server = ScriptedMjpegServer(script, colour=(40, 200, 90))
+    record, run_dir = tmp_path / "cmds.jsonl", tmp_path / "run"
+    opts = BinOptions(
+        source=server.url,
+        actuator=f"sim://?delay=0&record={record}",
+        doors=str(doors),
+        vote=3,
+        threshold=0.5,
+        gate=False,
+        headless=True,
+        run_dir=str(run_dir),
+        max_frames=40,
+    )
+    try:
+        with caplog.at_level(logging.WARNING, logger="wastenet.runtime.live"):
+            summary = run_bin(opts, lambda line: None, engine=engine)
+    finally:
+        server.close()
+    assert server.requests >= 3 and summary.frames == 40  # reconnected twice, then ran on
+    assert summary.source_lost is None
+    assert any("reconnecting" in r.getMessage() for r in caplog.records)
+    assert run_record(run_dir)["status"] == "done"
+    assert [a.label for a in summary.actuations][:1] == ["glass"]
+    moves = read_moves(record)
+    assert check_doors(moves, HOLD_S)  # opened (glass), closed within hold_s + 1 s
+    assert wait_until(lambda: not live_threads("frame-reader"), 5.0)
 
 
 def test_camera_that_never_answers_exits_with_source_lost(model, tmp_path, capsys, monkeypatch):
@@ -276,30 +228,6 @@ def test_a_capture_is_never_released_under_a_blocked_read():
     assert wait_until(lambda: not source.running, 2.0)
 
 
-def test_door_timer_closes_doors_without_frames():
-    doors = load_door_map()
-    actuator = open_actuator("sim://?delay=0", doors)
-    assert actuator.start_timer() and not actuator.start_timer()  # once
-    actuator.open_door(0, hold_s=0.2)
-    assert wait_until(lambda: actuator.open_doors() == [], 1.0)  # no tick() called
-    opened, closed = actuator.commands
-    assert (opened.action, closed.action) == ("open", "close")
-    assert 0.2 <= closed.t - opened.t < 0.2 + 0.3
-    actuator.close()
-    assert not live_threads("door-timer")
-
-
-def write_scene(folder, names, corrupt=()):
-    folder.mkdir()
-    for i, name in enumerate(names):
-        target = folder / f"{i:02d}_{name}.png"
-        if name in corrupt:
-            target.write_bytes(b"\x89PNG\r\n\x1a\n this is not a picture")
-        else:
-            Image.new("RGB", (64, 48), COLOURS[name]).save(target)
-    return folder
-
-
 def test_a_corrupt_image_is_skipped_with_one_warning(model, tmp_path, caplog):
     from wastenet.runtime.gate import PresenceGate
     from wastenet.runtime.loop import BinLoop
@@ -318,6 +246,36 @@ def test_a_corrupt_image_is_skipped_with_one_warning(model, tmp_path, caplog):
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "01_bad.png" in warnings[0].getMessage()
     assert source.item_at(14 + 6) is None  # the skipped image's turn shows an empty frame
+
+
+def test_a_folder_of_traps_is_sorted_around(model, tmp_path, doors, caplog):
+    """A FIFO named like an image (opening it blocks for ever), a folder named x.jpg, an empty
+    file, a truncated JPEG and an image deleted after the bin listed the folder."""
+    path, _ = model
+    folder = write_scene(tmp_path / "scene", ["glass", "metal", "paper"])
+    os.mkfifo(folder / "00a_pipe.jpg")
+    (folder / "00b_folder.jpg").mkdir()
+    (folder / "00c_empty.png").write_bytes(b"")
+    jpeg = folder / "00d_truncated.jpg"
+    Image.new("RGB", (64, 48), (40, 200, 90)).save(jpeg, quality=95)
+    jpeg.write_bytes(jpeg.read_bytes()[:300])
+    source = ImageFolderSource(folder, hold=8, gap=6, size=(64, 48), background="#1e1e1e")
+    assert not any(p.name in ("00a_pipe.jpg", "00b_folder.jpg") for p in source.files)
+    (folder / "01_metal.png").unlink()  # gone between listing and reading
+    run_dir = tmp_path / "run"
+    opts = BinOptions(model=str(path), doors=str(doors), vote=3, threshold=0.5, headless=True,
+                      run_dir=str(run_dir), actuator="sim://?delay=0")  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        from wastenet.runtime import sources
+
+        with pytest.MonkeyPatch.context() as mp:  # the folder as listed above
+            mp.setattr(sources, "open_source", lambda *a, **k: source)
+            summary = run_bin(opts, lambda line: None)
+    assert [a.label for a in summary.actuations] == ["glass", "paper"]
+    skipped = sorted(source.files[i].name for i in source.skipped)
+    assert skipped == ["00c_empty.png", "00d_truncated.jpg", "01_metal.png"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "wastenet.runtime.sources"]
+    assert len(warned) == 3 and run_record(run_dir)["status"] == "done"
 
 
 def test_a_folder_with_no_decodable_image_is_an_error(tmp_path):
