@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import pytest
@@ -211,6 +211,20 @@ def test_align_with_the_bin_run_log(tmp_path):
     assert pw.align_run(log, tmp_path / "run")["inferring"] == r["inferring"]
     with pytest.raises(WasteNetError, match="no power sample falls inside the run"):
         pw.align_run(log, tmp_path / "run", offset_s=offset + 3600)
+
+
+def test_align_takes_the_clock_the_bin_recorded_in_run_json(tmp_path):
+    perf0 = write_run(tmp_path / "run")
+    utc = datetime.fromtimestamp(T0, timezone.utc).isoformat().replace("+00:00", "Z")
+    clock = {"monotonic": "time.perf_counter", "monotonic_s": perf0, "epoch_s": T0,
+             "utc": utc, "offset_s": T0 - perf0}  # fmt: skip
+    (tmp_path / "run" / "run.json").write_text(json.dumps({"status": "done", "clock": clock}))
+    os.utime(tmp_path / "run" / "timings.jsonl", (T0 + 900, T0 + 900))  # copied: times lost
+    log = pw.parse_lines([stamped(T0 + i, 2000 if i < 5 else 4000) for i in range(-3, 14)])
+    r = pw.align_run(log, tmp_path / "run")
+    assert r["offset_s"] == T0 - perf0 and r["anchor"] == f"run.json clock (the run started {utc})"
+    assert (r["all"]["samples"], r["inferring"]) == (11, pw.summarize([4.0] * 6))
+    assert pw.align_run(log, tmp_path / "run", offset_s=T0 - perf0)["anchor"] == "--clock-offset"
 
 
 # --- the arithmetic --------------------------------------------------------------------------

@@ -320,18 +320,27 @@ def align_run(log: TegrastatsLog, run_dir: str | Path, offset_s: float | None = 
     """Power during a bin run, from the samples stamped between its first and last frame.
 
     ``timings.jsonl`` stamps frames with ``time.perf_counter()``, not the wall clock, so
-    wall = t + ``offset_s``. Without one, the file's modification time stands for its last
-    frame (the bin closes it as the run ends): approximate to the time the bin took to
-    stop, and wrong if the file was copied without its times. A sample counts as
-    ``inferring`` when a frame the bin inferred on falls within one sample spacing after it.
+    wall = t + ``offset_s``. Without one, the run's own ``run.json`` gives it: the bin
+    records the wall clock (UTC) at a reading of its monotonic clock as the run starts
+    (``runtime.timings.clock_anchor``). A run folder from before that falls back on the
+    file's modification time standing for its last frame (the bin closes it as the run
+    ends): approximate to the time the bin took to stop, and wrong if the file was
+    copied without its times. A sample counts as ``inferring`` when a frame the bin
+    inferred on falls within one sample spacing after it.
     """
+    from wastenet.runtime.timings import read_clock
+
     run_dir = Path(run_dir)
     stamped = _require_stamps(log)
     frames, bad, path = _run_frames(run_dir)
     anchor = "--clock-offset"
-    if offset_s is None:
+    clock = read_clock(run_dir) if offset_s is None else None
+    if clock is not None:
+        offset_s = float(clock["offset_s"])
+        anchor = f"run.json clock (the run started {clock['utc']})"
+    elif offset_s is None:
         offset_s = path.stat().st_mtime - frames[-1][0]
-        anchor = "timings.jsonl modification time (approximate)"
+        anchor = "timings.jsonl modification time (approximate: run.json has no clock)"
     start, end = frames[0][0] + offset_s, frames[-1][0] + offset_s
     inside = [s for s in stamped if start <= s.t <= end]
     if not inside:

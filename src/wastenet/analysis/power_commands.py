@@ -86,8 +86,8 @@ def _register_parse(sub, formatter_class) -> None:
     p.add_argument(
         "--clock-offset",
         type=float,
-        help="the run's wall clock minus its perf_counter, s (default: from timings.jsonl's "
-        "modification time, approximate)",
+        help="the run's wall clock minus its perf_counter, s (default: run.json's clock; "
+        "for a run without one, timings.jsonl's modification time, approximate)",
     )
     p.add_argument("--json", help="also write the result to this JSON file")
     p.set_defaults(func=_parse)
