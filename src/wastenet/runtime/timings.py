@@ -29,6 +29,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MONOTONIC = "time.perf_counter"  # the clock of every ``t`` a run folder holds
+MAX_BYTES, KEEP = 10_000_000, 3  # each log file rotates at 10 MB, 3 older ones kept
 
 STAGES = ("capture", "gate", "preprocess", "inference", "vote", "actuate", "display", "store")
 
@@ -190,14 +191,18 @@ class TimingsWriter:
     """Appends frame timings and actuations to JSONL files in a run folder.
 
     Size limit: ``timings.jsonl`` and ``actuations.jsonl`` are each rotated when the
-    next line would take them past ``max_bytes`` (default 10 MB), keeping ``keep``
-    (default 3) older files, ``timings.jsonl.1`` (newest) to ``timings.jsonl.3``
+    next line would take them past ``max_bytes`` (``MAX_BYTES``, 10 MB), keeping ``keep``
+    (``KEEP``, 3) older files, ``timings.jsonl.1`` (newest) to ``timings.jsonl.3``
     (oldest); older data is deleted. So each file takes at most ``(keep + 1) *
     max_bytes`` (40 MB) of disk however long the bin runs. ``wastenet latency --run``
     reads the current files only.
     """
 
-    def __init__(self, run_dir: str | Path, max_bytes: int = 10_000_000, keep: int = 3) -> None:
+    def __init__(
+        self, run_dir: str | Path, max_bytes: int | None = None, keep: int | None = None
+    ) -> None:
+        max_bytes = MAX_BYTES if max_bytes is None else max_bytes
+        keep = KEEP if keep is None else keep
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._frames = RotatingFile(self.run_dir / "timings.jsonl", max_bytes, keep)
