@@ -10,6 +10,7 @@ import pytest
 from conftest import make_image_folder
 from wastenet.classes import CLASSES
 from wastenet.cli import main
+from wastenet.errors import ExitCode
 from wastenet.meta import BundleMeta, file_sha256
 
 pytest.importorskip("timm")
@@ -62,7 +63,24 @@ def test_export_verify_bench(workdir, capsys):
     assert report["agreement"] == 100.0 and report["max_prob_diff"] < 1e-4
     assert report["reference"] == str(bundle.resolve())
     fail = ["verify", str(out / "m.onnx"), "--manifest", str(manifest), "--max-drop", "-1"]
-    assert main(fail) == 1
+    assert main(fail) == ExitCode.CHECK_FAILED
+    # several splits pooled (this tiny manifest has train and test, no val)
+    pooled = [
+        "verify",
+        str(out / "m.onnx"),
+        "--manifest",
+        str(manifest),
+        "--split",
+        "train",
+        "test",
+    ]
+    assert main(pooled) == 0
+    n_pooled = json.loads((out / "verify.json").read_text())["rows"][0]["images"]
+    assert (
+        main(["verify", str(out / "m.onnx"), "--manifest", str(manifest), "--split", "train"]) == 0
+    )
+    n_train = json.loads((out / "verify.json").read_text())["rows"][0]["images"]
+    assert n_pooled == n_train + report["images"] and n_train > 0
 
     assert main(["bench", str(bundle), str(out / "m.onnx"), "--threads", "1",
                  "--warmup", "2", "--iters", "5", "--out", str(root / "bench")]) == 0  # fmt: skip

@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2  # a WasteNetError: bad option, path, model, door map, source URI...
     SOURCE_LOST = 3  # `wastenet run`: the camera or stream failed every reconnect attempt
     STUCK = 4  # `wastenet run`: the loop stuck in the engine, a driver or a hook (its watchdog)
+    CHECK_FAILED = 5  # `wastenet verify`: an artifact lost more accuracy than --max-drop allows
     INTERRUPTED = 130  # Ctrl-C outside the bin's own handling (128 + SIGINT)
 
 

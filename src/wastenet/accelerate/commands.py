@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wastenet.errors import ConfigError
+from wastenet.errors import ConfigError, ExitCode
 
 EXPORT_EPILOG = """examples:
   wastenet export --list
@@ -28,9 +28,10 @@ costliest layers to float until INT8 is within that many points of FP32.
 VERIFY_EPILOG = """examples:
   wastenet verify runs/lite0/best.int8.onnx runs/lite0/best.int8.xml --manifest runs/data/manifest.json
   wastenet verify model.fp16.onnx --manifest m.json --reference best.safetensors --max-drop 0.5
+  wastenet verify runs/lite0/export/model.int8.onnx --manifest m.json --split val test
 
-Exits 1 when an artifact's test accuracy falls more than --max-drop points below its
-source bundle. Writes verify.json and verify.md into --out (default: beside the first).
+Exits 5 when an artifact's accuracy falls more than --max-drop points below its
+source bundle's on the split(s) scored. Writes verify.json and verify.md into --out (default: beside the first).
 """
 
 BENCH_EPILOG = """examples:
@@ -84,7 +85,8 @@ def _register_verify(subparsers, formatter_class) -> None:
     )
     p.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT")
     p.add_argument("--manifest", type=Path, required=True, help="split manifest")
-    p.add_argument("--split", default="test", choices=("test", "val", "train"))
+    p.add_argument("--split", nargs="+", default=["test"], choices=("test", "val", "train"),
+                   help="split(s) to score, pooled (e.g. --split val test)")
     p.add_argument("--max-drop", type=float, default=0.3, help="allowed accuracy drop (points)")
     p.add_argument("--reference", type=Path, help="source bundle (default: found by hash)")
     p.add_argument("--threads", type=int, default=0, help="inference threads (0: runtime default)")
@@ -143,7 +145,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     js, _ = write_reports(rows, out, args.max_drop)
     print(markdown(rows, args.max_drop))
     print(f"\nwritten: {js} (+ .md)")
-    return 0 if all(r.passed for r in rows) else 1
+    return ExitCode.OK if all(r.passed for r in rows) else ExitCode.CHECK_FAILED
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

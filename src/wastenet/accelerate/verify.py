@@ -1,4 +1,5 @@
-"""Verify exported artifacts against the bundle they were made from, on the test split.
+"""Verify exported artifacts against the bundle they were made from, on the test split
+(or several splits pooled: val + test is twice the evidence of test alone).
 
 For each artifact: its top-1 accuracy next to the source model's, top-1 agreement
 with the source, and the largest probability difference. The source bundle is
@@ -10,6 +11,7 @@ another hash is refused (the artifact was made from another model).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -71,12 +73,15 @@ def find_reference(artifact: Path, meta: BundleMeta, reference: Path | None = No
     )
 
 
-def load_split(manifest: str | Path, split: str) -> list:
+def load_split(manifest: str | Path, split: str | Sequence[str]) -> list:
+    """The items of one split, or of several pooled (as ``("val", "test")``)."""
     from wastenet.data.manifest import load_manifest
 
-    items = load_manifest(manifest).items(split=split)
+    splits = [split] if isinstance(split, str) else list(split)
+    m = load_manifest(manifest)
+    items = [it for name in splits for it in m.items(split=name)]
     if not items:
-        raise ConfigError(f"{manifest}: no {split} images to verify on")
+        raise ConfigError(f"{manifest}: no {' + '.join(splits)} images to verify on")
     return items
 
 
@@ -92,7 +97,7 @@ def predict_split(engine: Engine, items: list, loaded: dict) -> tuple[np.ndarray
 def verify(
     artifacts: list[str | Path],
     manifest: str | Path,
-    split: str = "test",
+    split: str | Sequence[str] = "test",
     max_drop: float = 0.3,
     reference: str | Path | None = None,
     threads: int = 0,
