@@ -58,6 +58,8 @@ def run(capsys, *args, gate=False):
         ("--threshold", "nan", "--threshold nan: "),
         ("--min-share", "1", r"--min-share 1.0: must be a finite number in \[0, 1\)"),
         ("--max-frames", "-1", "--max-frames -1: must be >= 0"),
+        ("--stuck-s", "0", "--stuck-s 0.0: must be a finite number of seconds > 0"),
+        ("--stuck-s", "nan", "--stuck-s nan: must be"),
         ("--store-policy", "some", "sampling policy 'some'"),
     ],
 )
