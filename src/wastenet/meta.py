@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from wastenet import __version__
+from wastenet.classes import CONFIDENCE_THRESHOLD
 from wastenet.errors import ModelFileError
 
 META_KEY = "wastenet"
@@ -31,6 +32,9 @@ class BundleMeta:
     std: list[float]
     resolution_pct: float = 75.0
     temperature: float = 1.0  # probabilities = softmax(logits / T); wastenet calibrate fits T
+    # Below this top probability the bin and evaluate answer "not sure" (the card's default
+    # for --threshold; with calibrated probabilities 0.7 means "70 % sure")
+    not_sure_below: float = CONFIDENCE_THRESHOLD
     manifest_hash: str | None = None
     source_hash: str | None = None  # hash of the weights an artifact was made from
     metrics: dict = field(default_factory=dict)
@@ -130,6 +134,12 @@ def _positive(origin: str, name: str, value: object) -> float:
     return float(value)
 
 
+def _share(origin: str, name: str, value: object) -> float:
+    if not _is_number(value) or not 0 <= value <= 1:
+        _bad(origin, name, "a number in [0, 1]", value)
+    return float(value)
+
+
 def _labels(origin: str, name: str, value: object) -> list[str]:
     want = "a non-empty list of unique, non-empty strings"
     if not isinstance(value, list) or not value:
@@ -169,6 +179,7 @@ _CHECKS = {
     "std": lambda origin, name, value: _triple(origin, name, value, positive=True),
     "resolution_pct": _positive,
     "temperature": _positive,
+    "not_sure_below": _share,
     "manifest_hash": _optional_text,
     "source_hash": _optional_text,
     "metrics": _mapping,

@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from wastenet.classes import CONFIDENCE_THRESHOLD
 from wastenet.errors import WasteNetError
 
 EPILOG = """examples:
@@ -49,8 +48,8 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
     p.add_argument(
         "--threshold",
         type=float,
-        default=CONFIDENCE_THRESHOLD,
-        help="top probability below which the bin says 'not sure'",
+        default=None,
+        help="top probability below which the bin says 'not sure' (default: the model card's)",
     )
     p.add_argument(
         "--robustness",
@@ -114,7 +113,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         engine,
         manifest,
         split=args.split,
-        threshold=args.threshold,
+        threshold=engine.meta.not_sure_below if args.threshold is None else args.threshold,
         robustness=args.robustness,
         severities=args.severities,
         corruptions=corruptions,

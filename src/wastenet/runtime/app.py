@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from wastenet.classes import CONFIDENCE_THRESHOLD
 from wastenet.errors import ConfigError, ExitCode, WasteNetError
 from wastenet.provenance import provenance
 from wastenet.runtime.watchdog import STUCK_S
@@ -40,7 +39,7 @@ class BinOptions:
     actuator: str = "sim://"
     doors: str | None = None
     vote: int = 10
-    threshold: float = CONFIDENCE_THRESHOLD
+    threshold: float | None = None  # None: the model card's not_sure_below
     min_share: float = 0.5
     gate: bool = True
     gate_threshold: float = 0.03
@@ -58,7 +57,7 @@ class BinOptions:
         """Every number in range before anything opens; a ConfigError names the option."""
         _require(_whole(self.vote, 1), f"--vote {self.vote!r}: the vote window must be >= 1")
         _require(
-            _real(self.threshold, 0, 1),
+            self.threshold is None or _real(self.threshold, 0, 1),
             f"--threshold {self.threshold!r}: must be a finite number in [0, 1]",
         )
         _require(
@@ -90,7 +89,12 @@ class BinOptions:
         if self.store:
             from wastenet.runtime.store import SamplePolicy
 
-            SamplePolicy.parse(self.store_policy, self.threshold)
+            SamplePolicy.parse(self.store_policy, self.threshold or 0.0)  # the policy's syntax
+
+
+def not_sure_below(opts: BinOptions, engine) -> float:
+    """The vote's confidence threshold: --threshold, or the model card's."""
+    return engine.meta.not_sure_below if opts.threshold is None else opts.threshold
 
 
 def _require(ok: bool, message: str) -> None:
@@ -163,7 +167,7 @@ def run_bin(
         engine = load_engine(model)
     doors = _load_doors(opts, engine, print_fn)
     try:
-        vote = MajorityVote(opts.vote, opts.threshold, opts.min_share)
+        vote = MajorityVote(opts.vote, not_sure_below(opts, engine), opts.min_share)
     except ValueError as exc:
         raise WasteNetError(str(exc)) from exc
     run_dir = Path(opts.run_dir or Path("runs") / "bin" / time.strftime("%Y%m%d-%H%M%S"))
@@ -353,7 +357,10 @@ def _store_hook(opts: BinOptions, engine, parts: list):
         f"{engine.meta.architecture}@{(engine.meta.source_hash or '')[:12]} {engine.meta.created}"
     )
     store = SampleStore(
-        opts.store, SamplePolicy.parse(opts.store_policy, opts.threshold), quota, version.strip()
+        opts.store,
+        SamplePolicy.parse(opts.store_policy, not_sure_below(opts, engine)),
+        quota,
+        version.strip(),
     )
     parts.append(store)
 

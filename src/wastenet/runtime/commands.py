@@ -46,7 +46,8 @@ def register(subparsers, formatter_class) -> None:
         "--threshold",
         type=float,
         default=BIN.threshold,
-        help="minimum top probability of a vote, in [0, 1]",
+        help="minimum top probability of a vote, in [0, 1] (default: the model card's, 0.7 "
+        "for the bundled model)",
     )
     run.add_argument(
         "--min-share",

@@ -27,8 +27,10 @@ def write_colour_model(
     sharpness: float = 40.0,
     mean: list[float] = IMAGENET_MEAN,
     std: list[float] = IMAGENET_STD,
+    not_sure_below: float | None = None,
 ) -> BundleMeta:
-    """Fit class centroids of the pooled input on RGB ``examples`` and write a .onnx model."""
+    """Fit class centroids of the pooled input on RGB ``examples`` and write a .onnx model
+    (``not_sure_below``: the card's "not sure" threshold; None leaves the default)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -69,6 +71,8 @@ def write_colour_model(
         source_hash="colour" + str(abs(hash(weight.tobytes())) % 10**8),
         created="test",
     )
+    if not_sure_below is not None:
+        meta.not_sure_below = not_sure_below
     helper.set_model_props(model, {META_KEY: meta.to_json()})
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
