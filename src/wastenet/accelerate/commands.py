@@ -85,8 +85,13 @@ def _register_verify(subparsers, formatter_class) -> None:
     )
     p.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT")
     p.add_argument("--manifest", type=Path, required=True, help="split manifest")
-    p.add_argument("--split", nargs="+", default=["test"], choices=("test", "val", "train"),
-                   help="split(s) to score, pooled (e.g. --split val test)")
+    p.add_argument(
+        "--split",
+        nargs="+",
+        default=["test"],
+        choices=("test", "val", "train"),
+        help="split(s) to score, pooled (e.g. --split val test)",
+    )
     p.add_argument("--max-drop", type=float, default=0.3, help="allowed accuracy drop (points)")
     p.add_argument("--reference", type=Path, help="source bundle (default: found by hash)")
     p.add_argument("--threads", type=int, default=0, help="inference threads (0: runtime default)")
