@@ -99,7 +99,9 @@ def test_a_malformed_verify_file_is_one_clear_error(tmp_path, flat_colour_model)
 def test_the_bin_prints_and_records_its_engine(tmp_path, flat_colour_model, monkeypatch):
     ref = make_bundle(tmp_path, flat_colour_model, {"m.int8.onnx": True})
     monkeypatch.setattr(select, "cpu_flags", lambda: VNNI)
-    monkeypatch.setattr(select, "time_engine", lambda p, threads=0: 5.0 if "int8" in p.name else 9.0)
+    monkeypatch.setattr(
+        select, "time_engine", lambda p, threads=0: 5.0 if "int8" in p.name else 9.0
+    )
     monkeypatch.setenv("WASTENET_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("wastenet.runtime.app.DEFAULT_MODEL", ref)
     lines: list[str] = []
