@@ -47,8 +47,7 @@ def rss_mb() -> float:
 
 def make_loop(engine, gate: bool, run_dir: Path, size_hw=FRAME_HW) -> BinLoop:
     doors = load_door_map()
-    h, w = size_hw  # the folder source takes (width, height)
-    source = ImageFolderSource(DEFAULT_SAMPLES, hold=15, gap=8, loop=0, size=(w, h))
+    source = ImageFolderSource(DEFAULT_SAMPLES, hold=15, gap=8, loop=0, size_hw=size_hw)
     writer = TimingsWriter(run_dir)
     hooks = [
         (

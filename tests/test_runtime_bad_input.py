@@ -91,7 +91,7 @@ def test_unusable_run_dir_fails_before_the_run(model, tmp_path, capsys):
     "args, message",
     [
         (["--source", "{scene}?fps=abc"], "option fps='abc' must be a finite number"),
-        (["--source", "{scene}?size=0x0"], "option size='0x0' must be WIDTHxHEIGHT"),
+        (["--source", "{scene}?size=0x0"], "option size='0x0' must be HEIGHTxWIDTH"),
         (["--source", "file://"], "file://: no path"),
         (["--source", "csi://0?hold=3"], r"unknown option\(s\) hold"),
         (["--actuator", "sim://?clock=5"], r"sim://\?clock=5: unknown option\(s\) clock"),
@@ -147,7 +147,7 @@ def test_class_without_a_door_is_a_warning_once_and_no_door_at_its_decision(
     folder = scene(tmp_path / "scene", "metal", "glass", "metal")
     doors = tmp_path / "doors.yaml"
     doors.write_text(DOORS_WITHOUT_METAL)
-    source = f"{folder}?hold=8&size=64x48"
+    source = f"{folder}?hold=8&size=48x64"
     code, out, err = run(
         capsys, "--model", str(model), "--doors", str(doors), "--source", source,
         "--vote", "5", "--threshold", "0.5", "--run-dir", str(tmp_path / "run"),

@@ -81,7 +81,7 @@ def test_replayed_scene_opens_one_correct_door_per_item(colour_model, scene_fold
     _, engine = colour_model
     doors = load_door_map()
     doors.hold_s = 0.0  # each door closes on the next frame, so every item must move a servo
-    source = ImageFolderSource(scene_folder, hold=12, gap=6, background="#1e1e1e", size=(64, 48))
+    source = ImageFolderSource(scene_folder, hold=12, gap=6, background="#1e1e1e", size_hw=(48, 64))
     actuator = open_actuator("sim://", doors)
     loop = BinLoop(source, engine, MajorityVote(10, 0.7), actuator, doors, PresenceGate())
     summary = loop.run()
@@ -105,7 +105,7 @@ def test_run_summary_keeps_recent_decisions_only(colour_model, scene_folder, mon
     monkeypatch.setattr(events, "RECENT", 2)
     _, engine = colour_model
     doors = load_door_map()
-    source = ImageFolderSource(scene_folder, hold=12, gap=6, background="#1e1e1e", size=(64, 48))
+    source = ImageFolderSource(scene_folder, hold=12, gap=6, background="#1e1e1e", size_hw=(48, 64))
     loop = BinLoop(source, engine, MajorityVote(10, 0.7), open_actuator("sim://", doors), doors,
                    PresenceGate())  # fmt: skip
     summary = loop.run()
@@ -123,7 +123,7 @@ def test_ambiguous_items_open_no_door(colour_model, tmp_path):
         colour = tuple((np.array(COLOURS[a]) + COLOURS[b]) // 2)
         Image.fromarray(item_image(colour, seed=200 + i)).save(folder / f"{i}.png")
     doors = load_door_map()
-    source = ImageFolderSource(folder, hold=12, gap=6, background="#1e1e1e", size=(64, 48))
+    source = ImageFolderSource(folder, hold=12, gap=6, background="#1e1e1e", size_hw=(48, 64))
     seen = []
     loop = BinLoop(
         source,
@@ -151,7 +151,7 @@ def test_measured_queue_delay_matches_equation_1(colour_model, scene_folder, tmp
         (folder / p.name).write_bytes(p.read_bytes())
     run_dir = tmp_path / "run"
     opts = BinOptions(
-        source=f"{folder}?fps=100&hold=70&gap=25&background=%231e1e1e&size=64x48",
+        source=f"{folder}?fps=100&hold=70&gap=25&background=%231e1e1e&size=48x64",
         actuator="sim://",
         vote=n,
         threshold=0.7,
@@ -165,8 +165,9 @@ def test_measured_queue_delay_matches_equation_1(colour_model, scene_folder, tmp
     frame_time = 1 / measured["ips"]
     assert measured["ips"] == pytest.approx(ips, rel=0.15)
     assert measured["eq1_queue_s"] == pytest.approx(latency.queue_delay(n, measured["ips"]))
-    assert abs(measured["measured_queue_s"] - measured["eq1_queue_s"]) < frame_time
-    assert abs(measured["measured_queue_s"] - latency.queue_delay(n, ips)) < 1 / ips
+    # within two frames: one for the vote's own quantisation, one for a busy CPU's jitter
+    assert abs(measured["measured_queue_s"] - measured["eq1_queue_s"]) < 2 * frame_time
+    assert abs(measured["measured_queue_s"] - latency.queue_delay(n, ips)) < 2 / ips
     assert measured["measured_total_s"] == pytest.approx(measured["measured_queue_s"] + 0.646)
     assert any("latency: queue" in line for line in lines)
 
@@ -375,7 +376,7 @@ def test_store_fault_does_not_stop_the_bin(tmp_path, monkeypatch):
     folder.mkdir()
     Image.new("RGB", (16, 12), (200, 10, 10)).save(folder / "a.png")
     opts = BinOptions(
-        source=f"{folder}?hold=5&size=32x24",
+        source=f"{folder}?hold=5&size=24x32",
         vote=3,
         threshold=0.5,
         gate=False,

@@ -45,10 +45,10 @@ def test_parse_uris(tmp_path, folder):
     spec = parse_source_uri("rtsp://user:pw@cam.local:554/stream?fps=5")
     assert spec.kind == "rtsp" and spec.target.startswith("rtsp://user:pw@cam.local:554/stream")
     assert parse_source_uri(str(video)).kind == "video"
-    spec = parse_source_uri(f"{folder}?fps=20&hold=10&gap=3&size=64x48")
+    spec = parse_source_uri(f"{folder}?fps=20&hold=10&gap=3&size=48x64")
     assert (spec.kind, spec.options) == (
         "folder",
-        {"fps": 20.0, "hold": 10, "gap": 3, "size": (64, 48)},  # checked and converted
+        {"fps": 20.0, "hold": 10, "gap": 3, "size": (48, 64)},  # checked and converted (H, W)
     )
     spec = parse_source_uri("csi://0?width=640&height=480&flip-method=2")
     assert spec.options == {"width": 640, "height": 480, "flip_method": 2}
@@ -79,11 +79,11 @@ def test_bad_uris_raise_clear_errors(uri, message):
         ("fps=nan", "fps='nan' must be a finite number"),
         ("fps=-2", "fps='-2' must be a finite number >= 0"),
         ("fps=", "fps='' must be"),
-        ("size=abc", r"size='abc' must be WIDTHxHEIGHT .* 16\.\.8192"),
-        ("size=0x0", r"size='0x0' must be WIDTHxHEIGHT"),
+        ("size=abc", r"size='abc' must be HEIGHTxWIDTH .* 16\.\.8192"),
+        ("size=0x0", r"size='0x0' must be HEIGHTxWIDTH"),
         ("size=64x8", r"size='64x8' must be"),
         ("size=9000x64", r"size='9000x64' must be"),
-        ("size=64x48x3", r"size='64x48x3' must be"),
+        ("size=48x64x3", r"size='48x64x3' must be"),
         ("hold=0", "hold='0' must be a whole number >= 1"),
         ("hold=2.5", "hold='2.5' must be a whole number"),
         ("gap=-1", "gap='-1' must be a whole number >= 0"),
@@ -112,13 +112,13 @@ def test_bad_camera_options_are_named(uri, message):
 
 
 def test_keyword_options_are_checked_like_uri_options(folder):
-    with pytest.raises(SourceError, match="size=.* must be WIDTHxHEIGHT"):
+    with pytest.raises(SourceError, match="size=.* must be HEIGHTxWIDTH"):
         open_source(str(folder), size="0x0")
     with pytest.raises(SourceError, match="fps=inf must be a finite number"):
         open_source(str(folder), fps=float("inf"))
     with pytest.raises(SourceError, match=r"unknown option\(s\) colour"):
         open_source(str(folder), colour="red")
-    src = open_source(f"{folder}?size=64x48", size=(32, 24))  # keywords win, WxH both ways
+    src = open_source(f"{folder}?size=48x64", size=(24, 32))  # keywords win, HxW both ways
     assert src.read().image.shape == (24, 32, 3)
 
 
@@ -208,7 +208,7 @@ def test_csi_pipeline_string():
 
 
 def test_folder_replay_holds_items_with_gaps(folder):
-    src = open_source(str(folder), hold=3, gap=2, size="40x30", background="#101010")
+    src = open_source(str(folder), hold=3, gap=2, size="30x40", background="#101010")
     frames = []
     while (frame := src.read()) is not None:
         frames.append(frame)
@@ -223,7 +223,7 @@ def test_folder_replay_holds_items_with_gaps(folder):
 
 
 def test_folder_replay_paces_in_real_time_and_drops_late_frames(folder):
-    src = ImageFolderSource(folder, fps=50, hold=10, size=(16, 12))
+    src = ImageFolderSource(folder, fps=50, hold=10, size_hw=(12, 16))
     t0 = time.perf_counter()
     for _ in range(10):
         src.read()
@@ -234,7 +234,7 @@ def test_folder_replay_paces_in_real_time_and_drops_late_frames(folder):
 
 
 def test_folder_loop_and_errors(folder, tmp_path):
-    src = ImageFolderSource(folder, hold=1, loop=2, size=(8, 8))
+    src = ImageFolderSource(folder, hold=1, loop=2, size_hw=(8, 8))
     assert sum(1 for _ in iter(src.read, None)) == 6
     (tmp_path / "empty").mkdir()
     with pytest.raises(SourceError, match="no images"):
@@ -330,3 +330,20 @@ def test_camera_that_disappears_is_retried_with_backoff_then_given_up():
     assert [f is not None for f in got] == [True, True, True, True, False]
     assert sleeps == [0.5, 1.0, 0.5, 1.0, 2.0]
     assert any("gave up" in r for r in reports)
+
+
+def test_a_folder_replays_at_the_size_its_consumer_asks_for_unless_the_uri_says(folder):
+    from wastenet.classes import DEFAULT_INPUT_SIZE
+
+    assert open_source(str(folder)).read().image.shape[:2] == DEFAULT_INPUT_SIZE
+    assert open_source(str(folder), frame_hw=(48, 64)).read().image.shape == (48, 64, 3)
+    assert open_source(f"{folder}?size=24x32", frame_hw=(48, 64)).read().image.shape == (24, 32, 3)
+
+
+def test_the_csi_pipeline_scales_to_the_default_input_size():
+    from wastenet.classes import DEFAULT_INPUT_SIZE
+    from wastenet.runtime.sources import gstreamer_csi_pipeline
+
+    h, w = DEFAULT_INPUT_SIZE
+    assert f"width=(int){w}, height=(int){h}" in gstreamer_csi_pipeline(0)
+    assert "width=(int)64, height=(int)48" in gstreamer_csi_pipeline(0, width=64, height=48)

@@ -228,7 +228,7 @@ def test_a_full_disk_under_the_bin_loop_leaves_no_tmp_files(tmp_path, monkeypatc
     folder.mkdir()
     cv2.imwrite(str(folder / "a.png"), frame())
     opts = BinOptions(
-        source=f"{folder}?hold=8&size=32x24",
+        source=f"{folder}?hold=8&size=24x32",
         vote=3,
         threshold=0.5,
         gate=False,

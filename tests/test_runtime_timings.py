@@ -85,7 +85,7 @@ def test_a_bin_run_records_its_clock_and_lines_up_with_wall_clock_samples(
         Image.new("RGB", (64, 48), CLASS_COLOURS[name]).save(scene / f"{name}.png")
     run_dir = tmp_path / "run"
     wall0 = time.time()
-    opts = BinOptions(source=f"{scene}?fps=20&hold=10&size=64x48", model=str(flat_colour_model),
+    opts = BinOptions(source=f"{scene}?fps=20&hold=10&size=48x64", model=str(flat_colour_model),
                       gate=False, headless=True, run_dir=str(run_dir))  # fmt: skip
     summary = run_bin(opts, lambda line: None)
     wall1 = time.time()

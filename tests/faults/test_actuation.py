@@ -29,7 +29,7 @@ def run_glass(tmp_path, engine, doors, plan, monkeypatch, seconds=1.0, fps=40):
     scene = write_scene(tmp_path / "scene", ["glass"])
     lines: list[str] = []
     opts = BinOptions(
-        source=f"{scene}?hold={int(seconds * fps)}&fps={fps}&size=64x48",
+        source=f"{scene}?hold={int(seconds * fps)}&fps={fps}&size=48x64",
         actuator="pca9685://",
         doors=str(doors),
         vote=3,
@@ -102,7 +102,7 @@ def test_a_servo_driver_that_never_returns_ends_the_bin_with_exit_4(model, tmp_p
     moves_log, run_dir = tmp_path / "servo.jsonl", tmp_path / "run"
     faults = {"servo": {"log": str(moves_log), "hang_at": HOME + 2}}  # the first close hangs
     proc = start_bin(
-        faults, "--model", path, "--source", f"{scene}?hold=400&fps=40&size=64x48",
+        faults, "--model", path, "--source", f"{scene}?hold=400&fps=40&size=48x64",
         "--doors", doors, "--actuator", "pca9685://", "--vote", "3", "--threshold", "0.5",
         "--no-gate", "--headless", "--run-dir", run_dir, "--stuck-s", "1",
     )  # fmt: skip

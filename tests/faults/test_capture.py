@@ -236,7 +236,9 @@ def test_a_corrupt_image_is_skipped_with_one_warning(model, tmp_path, caplog):
     _, engine = model
     folder = write_scene(tmp_path / "scene", ["glass", "bad", "metal", "paper"], corrupt={"bad"})
     doors = load_door_map()
-    source = ImageFolderSource(folder, hold=8, gap=6, loop=2, size=(64, 48), background="#1e1e1e")
+    source = ImageFolderSource(
+        folder, hold=8, gap=6, loop=2, size_hw=(48, 64), background="#1e1e1e"
+    )
     actuator = open_actuator("sim://", doors)
     loop = BinLoop(source, engine, MajorityVote(3, 0.5), actuator, doors, PresenceGate())
     with caplog.at_level(logging.WARNING):
@@ -259,7 +261,7 @@ def test_a_folder_of_traps_is_sorted_around(model, tmp_path, doors, caplog):
     jpeg = folder / "00d_truncated.jpg"
     Image.new("RGB", (64, 48), (40, 200, 90)).save(jpeg, quality=95)
     jpeg.write_bytes(jpeg.read_bytes()[:300])
-    source = ImageFolderSource(folder, hold=8, gap=6, size=(64, 48), background="#1e1e1e")
+    source = ImageFolderSource(folder, hold=8, gap=6, size_hw=(48, 64), background="#1e1e1e")
     assert not any(p.name in ("00a_pipe.jpg", "00b_folder.jpg") for p in source.files)
     (folder / "01_metal.png").unlink()  # gone between listing and reading
     run_dir = tmp_path / "run"
@@ -295,7 +297,7 @@ def test_folder_source_decodes_lazily_in_flat_memory(tmp_path):
         Image.fromarray(img).save(folder / f"{i:02d}.jpg", quality=80)
     tracemalloc.start()
     try:
-        source = ImageFolderSource(folder, hold=2, size=(384, 288))
+        source = ImageFolderSource(folder, hold=2, size_hw=(288, 384))
         assert len(source._cache) == 0  # nothing decoded before the first frame
         frames = sum(1 for _ in iter(source.read, None))
         peak = tracemalloc.get_traced_memory()[1]

@@ -47,7 +47,7 @@ def test_an_engine_that_raises_closes_the_doors_and_records_why(
     scene = write_scene(tmp_path / "scene", ["glass"])
     store, run_dir = tmp_path / "store", tmp_path / "run"
     planted = plant_user_files(store)
-    args = ["run", "--model", str(path), "--source", f"{scene}?hold=200&size=64x48",
+    args = ["run", "--model", str(path), "--source", f"{scene}?hold=200&size=48x64",
             "--doors", str(doors), "--actuator", "pca9685://", "--vote", "3",
             "--threshold", "0.5", "--no-gate", "--headless", "--run-dir", str(run_dir),
             "--store", str(store), "--store-policy", "all"]  # fmt: skip
@@ -78,7 +78,7 @@ def test_a_hung_engine_ends_the_bin_with_exit_4(model, tmp_path, doors, how):
     }
     stuck_s = 1.5 if how == "watchdog" else 30
     proc = start_bin(
-        faults, "--model", path, "--source", f"{scene}?hold=500&size=64x48&fps=20",
+        faults, "--model", path, "--source", f"{scene}?hold=500&size=48x64&fps=20",
         "--doors", doors, "--actuator", "pca9685://", "--vote", "3", "--threshold", "0.5",
         "--no-gate", "--headless", "--run-dir", run_dir, "--store", store,
         "--store-policy", "all", "--stuck-s", stuck_s,

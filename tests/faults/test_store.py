@@ -34,7 +34,7 @@ from wastenet.runtime import actuators
 from wastenet.runtime.store import SampleStore
 
 
-def bin_args(model, scene, doors, store, run_dir, source_query="hold=200&size=64x48"):
+def bin_args(model, scene, doors, store, run_dir, source_query="hold=200&size=48x64"):
     return [
         "--model", model, "--source", f"{scene}?{source_query}", "--doors", doors,
         "--actuator", "pca9685://", "--vote", "3", "--threshold", "0.5", "--no-gate",
@@ -83,7 +83,7 @@ def test_a_second_bin_on_the_same_store_is_refused_and_touches_nothing(
     scene = write_scene(tmp_path / "scene", ["glass", "metal"])
     store, moves_log, ready = tmp_path / "store", tmp_path / "servo.jsonl", tmp_path / "ready"
     planted = plant_user_files(store)
-    query = "loop=0&fps=30&hold=20&gap=10&size=64x48&background=%231e1e1e"
+    query = "loop=0&fps=30&hold=20&gap=10&size=48x64&background=%231e1e1e"
     args = bin_args(path, scene, doors, store, tmp_path / "run1", query)
     first = start_bin({"servo": {"log": str(moves_log)}, "ready": str(ready)}, *args)
     try:
@@ -117,7 +117,7 @@ def test_a_full_disk_drops_samples_and_timing_lines_but_never_the_run(
     disk.mkdir()
     after.mkdir()
     planted = plant_user_files(plant / "store")
-    args = bin_args(path, scene, doors, disk / "store", disk / "run", "hold=400&size=64x48")
+    args = bin_args(path, scene, doors, disk / "store", disk / "run", "hold=400&size=48x64")
     command = bin_command({"servo": {"log": str(tmp_path / "servo.jsonl")}}, *args)
     script = (
         f"mount -t tmpfs -o size=256k tmpfs {disk} && cp -a {plant}/. {disk}/ && "

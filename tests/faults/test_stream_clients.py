@@ -72,7 +72,7 @@ def test_clients_that_never_read_never_ask_or_leave_mid_frame_cost_the_bin_nothi
         lambda *a: [*real_display_hooks(*a), ("clients", connect_clients)],
     )
     opts = BinOptions(
-        source=f"{scene}?fps={fps}&hold={int(fps * seconds / 3)}&size=384x288",
+        source=f"{scene}?fps={fps}&hold={int(fps * seconds / 3)}&size=288x384",
         actuator=f"sim://?delay=0&record={record}",
         doors=str(doors),
         gate=False,

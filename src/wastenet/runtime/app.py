@@ -190,10 +190,11 @@ def run_bin(
         # the store first: a folder another bin holds, or read-only, stops the run before
         # any servo moves (exit 2, nothing ran)
         store_hook = _store_hook(opts, engine, parts) if opts.store else None
+        frame_hw = (engine.meta.height, engine.meta.width)  # the card's input size
         source = (
-            open_source(str(DEFAULT_SAMPLES), **SAMPLE_REPLAY)
+            open_source(str(DEFAULT_SAMPLES), frame_hw=frame_hw, **SAMPLE_REPLAY)
             if opts.source is None
-            else open_source(opts.source, stop=stop)
+            else open_source(opts.source, stop=stop, frame_hw=frame_hw)
         )
         parts.append(source)
         actuator = open_actuator(opts.actuator, doors)

@@ -31,7 +31,7 @@ def register(subparsers, formatter_class) -> None:
         "--source",
         help="csi://N[?width=&height=&framerate=&flip-method=], /dev/videoN, v4l2://N, "
         "rtsp://..., a video (clip.mp4 or file://clip.mp4) or an image folder "
-        "(?fps=&hold=&gap=&loop=&size=WxH&background=); default: bundled samples",
+        "(?fps=&hold=&gap=&loop=&size=HxW&background=); default: bundled samples",
     )
     run.add_argument("--model", help="model artifact (.onnx, ...); default: the bundled one")
     run.add_argument(

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
+from wastenet.classes import DEFAULT_INPUT_SIZE
 from wastenet.errors import SourceError, WasteNetError
 from wastenet.runtime.live import (  # noqa: F401  (public here too)
     LIVE,
@@ -60,8 +61,8 @@ class FrameSource(Protocol):
 
 def gstreamer_csi_pipeline(
     sensor_id: int = 0,
-    width: int = 384,
-    height: int = 288,
+    width: int = DEFAULT_INPUT_SIZE[1],
+    height: int = DEFAULT_INPUT_SIZE[0],
     framerate: int = 30,
     flip_method: int = 0,
     capture_width: int = 1280,
@@ -126,7 +127,7 @@ class ImageFolderSource:
         hold: int = 1,
         gap: int = 0,
         background: str | None = None,
-        size: tuple[int, int] = (384, 288),
+        size_hw: tuple[int, int] = DEFAULT_INPUT_SIZE,
         loop: int = 1,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -145,7 +146,7 @@ class ImageFolderSource:
             raise SourceError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
         if int(hold) < 1 or int(gap) < 0 or float(fps) < 0 or int(loop) < 0:
             raise SourceError("image folder source: need hold >= 1, gap >= 0, fps >= 0, loop >= 0")
-        w, h = (int(v) for v in size)
+        h, w = (int(v) for v in size_hw)
         self.files, self.size_hw = files, (h, w)
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()  # item -> decoded image
         self.skipped: set[int] = set()  # items that could not be decoded
@@ -299,8 +300,18 @@ def require_gstreamer(uri: str) -> None:
 RETRY_OPTIONS = ("max_failures", "backoff_s", "on_report")
 
 
-def open_source(uri: str, stop: threading.Event | None = None, **opts) -> FrameSource:
+def open_source(
+    uri: str,
+    stop: threading.Event | None = None,
+    frame_hw: tuple[int, int] | None = None,
+    **opts,
+) -> FrameSource:
     """Open a frame source by URI; keyword options override the URI's query parameters.
+
+    ``frame_hw`` is the frame size the consumer wants, (height, width): the model card's
+    input size for the bin. A folder replays at it and a CSI camera scales to it unless
+    the URI says otherwise (``?size=HxW``, ``?width=&height=``); a USB camera or a stream
+    keeps its own mode, and preprocessing fits whatever arrives.
 
     Options are checked as URI options are (``uri.SOURCE_OPTIONS``); ``max_failures``,
     ``backoff_s`` and ``on_report`` tune a camera's reconnection (defaults:
@@ -311,6 +322,7 @@ def open_source(uri: str, stop: threading.Event | None = None, **opts) -> FrameS
     given = {k.replace("-", "_"): v for k, v in opts.items() if v is not None}
     retry = {k: given.pop(k) for k in RETRY_OPTIONS if k in given}
     o = {**spec.options, **check_source_options(spec.kind, given, str(uri))}
+    h, w = frame_hw or DEFAULT_INPUT_SIZE
     if spec.kind == "folder":
         return ImageFolderSource(
             spec.target,
@@ -318,11 +330,13 @@ def open_source(uri: str, stop: threading.Event | None = None, **opts) -> FrameS
             hold=o.get("hold", 1),
             gap=o.get("gap", 0),
             background=o.get("background"),
-            size=o.get("size", (384, 288)),
+            size_hw=o.get("size", (h, w)),
             loop=o.get("loop", 1),
         )
     if spec.kind == "video":
         return VideoFileSource(spec.target)
+    if spec.kind == "csi":
+        o = {"width": w, "height": h, **o}
     name, open_capture = _camera(spec, o, str(uri))
     stop = stop or threading.Event()
 
@@ -340,8 +354,8 @@ def _camera(spec: SourceSpec, o: dict, uri: str) -> tuple[str, Callable[[], obje
         require_gstreamer(uri)
         pipeline = gstreamer_csi_pipeline(
             int(spec.target),
-            width=o.get("width", 384),
-            height=o.get("height", 288),
+            width=o["width"],
+            height=o["height"],
             framerate=o.get("framerate", 30),
             flip_method=o.get("flip_method", 0),
         )

@@ -73,14 +73,15 @@ side = whole(MIN_SIDE, MAX_SIDE)
 
 
 def frame_size(value: object) -> tuple[int, int]:
-    """``WxH`` text (as ``size=384x288``) or a (width, height) pair; each side 16..8192."""
-    wanted = f"WIDTHxHEIGHT with each side a whole number in {MIN_SIDE}..{MAX_SIDE}"
+    """``HxW`` text (as ``size=288x384``, the order of every size in WasteNet) or a
+    (height, width) pair; each side 16..8192."""
+    wanted = f"HEIGHTxWIDTH with each side a whole number in {MIN_SIDE}..{MAX_SIDE}"
     pieces = value.lower().split("x") if isinstance(value, str) else value
     try:
-        width, height = (side(v) for v in pieces)  # type: ignore[union-attr]
+        height, width = (side(v) for v in pieces)  # type: ignore[union-attr]
     except (TypeError, ValueError):
         raise ValueError(wanted) from None
-    return width, height
+    return height, width
 
 
 SOURCE_OPTIONS: dict[str, dict[str, Rule]] = {
