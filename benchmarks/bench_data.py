@@ -1,6 +1,6 @@
 """Data-loading throughput (cache read + augmentation) versus CPU training throughput.
 
-Run: python benchmarks/bench_data.py [--manifest /work/runs/data/manifest.json]
+Run: python benchmarks/bench_data.py [--manifest runs/data/manifest.json]
 Writes benchmarks/results/data.json and prints a Markdown table. The data side uses
 2 worker processes (the machine's 2 cores), reading the uint8 memmap cache and
 augmenting; the training side times tf_efficientnet_lite0 (5 classes, random init)
@@ -82,7 +82,7 @@ def train_throughput(steps: int = 5, warmup: int = 2, threads: int = 2) -> tuple
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--manifest", default="/work/runs/data/manifest.json")
+    parser.add_argument("--manifest", default="runs/data/manifest.json")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--n", type=int, default=800, help="images per augmentation preset")
     parser.add_argument("--steps", type=int, default=5)
