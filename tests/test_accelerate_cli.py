@@ -106,3 +106,31 @@ def test_errors_print_one_line(workdir, capsys):
     code = main(["verify", str(onnx_path), "--manifest", str(manifest), "--reference", str(other)])
     assert code == 2
     assert "another model" in capsys.readouterr().err
+
+
+def test_engines_from_an_exported_onnx_without_its_bundle(workdir, tmp_path):
+    """The bundled model ships as ONNX only: INT8 engines are made from that ONNX, keep
+    its card, and verify compares them with it (the engine they replace)."""
+    from wastenet.accelerate import load_engine
+
+    root, bundle, manifest = workdir
+    first = tmp_path / "first"
+    assert main(["export", str(bundle), "--format", "onnx", "--out", str(first)]) == 0
+    shipped = tmp_path / "bundle"
+    shipped.mkdir()
+    onnx_path = shipped / "w.onnx"
+    onnx_path.write_bytes((first / "m.onnx").read_bytes())  # no .safetensors beside it
+    args = ["export", str(onnx_path), "--format", "openvino-int8", "--format", "ort-int8",
+            "--calib-manifest", str(manifest), "--calib-count", "8"]  # fmt: skip
+    assert main(args) == 0
+    with load_engine(onnx_path) as fp32, load_engine(shipped / "w.int8.xml") as int8:
+        assert int8.meta.source_hash == fp32.meta.source_hash == file_sha256(bundle)
+        assert int8.meta.labels == fp32.meta.labels
+    verify = ["verify", str(shipped / "w.int8.xml"), "--manifest", str(manifest),
+              "--max-drop", "100"]  # fmt: skip
+    assert main(verify) == 0
+    row = json.loads((shipped / "verify.json").read_text())["rows"][0]
+    assert row["reference"] == str(onnx_path.resolve()) and row["images"] > 0
+    assert main([*verify, "--reference", str(bundle)]) == 0  # the true bundle still is one
+    # the ONNX cannot re-make itself (or the torch bundle)
+    assert main(["export", str(onnx_path), "--format", "onnx"]) == ExitCode.BAD_INPUT

@@ -57,7 +57,13 @@ def _register_export(subparsers, formatter_class) -> None:
         formatter_class=formatter_class,
         epilog=EXPORT_EPILOG,
     )
-    p.add_argument("bundle", nargs="?", type=Path, help="the .safetensors model bundle")
+    p.add_argument(
+        "bundle",
+        nargs="?",
+        type=Path,
+        help="the .safetensors model bundle, or an FP32 .onnx for the engines made "
+        "from ONNX (INT8, FP16, OpenVINO, TensorRT)",
+    )
     p.add_argument("--format", action="append", dest="formats", metavar="NAME",
                    help="a format name (repeat for several; see --list)")  # fmt: skip
     p.add_argument("--list", action="store_true", help="print the format table and exit")
@@ -123,7 +129,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 0
     if args.bundle is None:
         raise ConfigError("give a .safetensors bundle to export (or --list)")
-    from wastenet.accelerate.export import CalibSource, export_bundle
+    if not args.bundle.is_file():
+        raise ConfigError(f"{args.bundle}: no such model file")
+    from wastenet.accelerate.export import CalibSource, export_bundle, export_onnx_artifact
 
     options = {
         "calib_count": args.calib_count,
@@ -134,7 +142,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         "input_shape": args.input_shape,
     }
     calib = CalibSource(manifest=args.calib_manifest, folder=args.calib_images)
-    results = export_bundle(args.bundle, args.formats or [], args.out, options, calib)
+    export = export_onnx_artifact if args.bundle.suffix == ".onnx" else export_bundle
+    results = export(args.bundle, args.formats or [], args.out, options, calib)
     for r in results:
         where = r.path if r.status == "ok" else r.reason
         print(f"{r.format:15s} {r.status:8s} {where}")

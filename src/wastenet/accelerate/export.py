@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from wastenet.accelerate.calibration import CalibrationSet
-from wastenet.accelerate.formats import FORMATS, Format, artifact_path, get_format
+from wastenet.accelerate.formats import (
+    FORMATS,
+    Format,
+    artifact_path,
+    format_for_path,
+    get_format,
+)
 from wastenet.errors import ConfigError
 from wastenet.meta import BundleMeta, file_sha256
 
@@ -184,6 +190,39 @@ def export_bundle(
     stem = bundle.name.removesuffix(".safetensors")
     out = Path(out_dir) if out_dir else bundle.parent
     return export_model(model, meta, formats, out, stem, options, calib, source=bundle.resolve())
+
+
+def export_onnx_artifact(
+    onnx_path: str | Path,
+    formats: list[str],
+    out_dir: str | Path | None = None,
+    options: dict[str, Any] | None = None,
+    calib: CalibSource | None = None,
+) -> list[ExportResult]:
+    """Make engines from an exported FP32 ONNX (the bundled model, say) without its
+    ``.safetensors``: every row built from the ONNX hub (INT8, FP16, OpenVINO, TensorRT).
+    The artifacts keep the ONNX's metadata, ``source_hash`` included, so ``verify``
+    compares them with that ONNX (the engine they replace)."""
+    from wastenet.accelerate.onnx_export import read_onnx_meta
+
+    onnx_path = Path(onnx_path)
+    if format_for_path(onnx_path).name != "onnx":
+        raise ConfigError(f"{onnx_path}: give an FP32 .onnx (or a .safetensors bundle)")
+    rows = plan(formats, options or {})
+    blocked = [fmt.name for fmt, _ in rows if fmt.name in ("torch", "onnx")]
+    if blocked:
+        raise ConfigError(
+            f"{onnx_path}: {', '.join(blocked)} cannot be made from an ONNX file; "
+            "export the .safetensors bundle for them"
+        )
+    meta = read_onnx_meta(onnx_path)
+    stem = onnx_path.name.removesuffix(".onnx")
+    out = Path(out_dir) if out_dir else onnx_path.parent
+    exporter = Exporter(None, meta, out, stem, calib or CalibSource())
+    exporter._built["onnx"] = (onnx_path.resolve(), {"given": True})
+    results = exporter.run(rows, None)
+    write_record(out, onnx_path.resolve(), meta, results)
+    return results
 
 
 def write_record(out_dir: Path, source: Path | None, meta: BundleMeta, results) -> Path:

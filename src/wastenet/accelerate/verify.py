@@ -1,4 +1,5 @@
-"""Verify exported artifacts against the bundle they were made from, on the test split
+"""Verify exported artifacts against the bundle they were made from (or, where only the
+exported FP32 ONNX is at hand, that ONNX: the engine they replace), on the test split
 (or several splits pooled: val + test is twice the evidence of test alone).
 
 For each artifact: its top-1 accuracy next to the source model's, top-1 agreement
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from wastenet.accelerate.engine import Engine, load_engine, resolve_artifact
+from wastenet.accelerate.formats import format_for_path
 from wastenet.errors import ConfigError, ModelFileError, WasteNetError
 from wastenet.evaluate.predict import Predictions, predict_items
 from wastenet.meta import BundleMeta, file_sha256
@@ -47,7 +49,11 @@ def find_reference(artifact: Path, meta: BundleMeta, reference: Path | None = No
     if reference is not None:
         if not Path(reference).is_file():
             raise ModelFileError(f"{reference}: no such reference bundle")
-        if file_sha256(reference) != meta.source_hash:
+        same = file_sha256(reference) == meta.source_hash or (
+            Path(reference).resolve() != artifact.resolve()
+            and _fp32_onnx_of(Path(reference), meta.source_hash)
+        )
+        if not same:
             raise ModelFileError(
                 f"{artifact}: was made from another model than {reference} "
                 f"(source_hash {meta.source_hash[:12]}... differs)"
@@ -67,10 +73,24 @@ def find_reference(artifact: Path, meta: BundleMeta, reference: Path | None = No
     for cand in candidates:
         if cand.is_file() and file_sha256(cand) == meta.source_hash:
             return cand
+    for cand in sorted(artifact.parent.glob("*.onnx")):  # no bundle: the FP32 ONNX of it
+        if cand != artifact and _fp32_onnx_of(cand, meta.source_hash):
+            return cand
     raise ModelFileError(
         f"{artifact}: its source bundle (sha256 {meta.source_hash[:12]}...) was not found "
         "beside it; pass --reference BUNDLE"
     )
+
+
+def _fp32_onnx_of(path: Path, source_hash: str) -> bool:
+    """True when ``path`` is an FP32 ONNX exported from the bundle with ``source_hash``."""
+    if format_for_path(path).name != "onnx":
+        return False
+    try:
+        with load_engine(path) as engine:
+            return engine.meta.source_hash == source_hash
+    except WasteNetError:
+        return False
 
 
 def load_split(manifest: str | Path, split: str | Sequence[str]) -> list:
