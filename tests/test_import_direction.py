@@ -49,7 +49,6 @@ BUILD = (
     "wastenet.accelerate.openvino_export",
     "wastenet.accelerate.tensorrt",  # building engines; running them is backends.tensorrt_backend
     "wastenet.accelerate.backends.torch_backend",  # .safetensors bundles run in torch
-    "wastenet.evaluate.calibration",  # the former home of train.calibrate (the math: .temperature)
     "wastenet.evaluate.shift",  # trains one model per held-out source
     "wastenet.evaluate.shift_commands",
     "wastenet.runtime.testing",  # test helper: writes ONNX graphs with the onnx package

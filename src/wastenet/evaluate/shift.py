@@ -208,10 +208,13 @@ def _calibrated(cfg: Any, model: Path) -> bool:
     if not cfg.calibrate or "calibration" in (read_bundle_meta(model).metrics or {}):
         return True
     from wastenet.data.cache import default_cache_dir
-    from wastenet.evaluate.calibration import calibrate_bundle
+    from wastenet.models import load_bundle, save_bundle
+    from wastenet.train.calibrate import calibrated_meta
 
     cache = cfg.cache_dir or default_cache_dir()
-    calibrate_bundle(model, cfg.manifest, "val", cache_dir=cache, sources=cfg.sources)
+    net, meta = load_bundle(model)  # finish what training's last step would have written
+    meta, _ = calibrated_meta(net, meta, cfg.manifest, "val", cache, cfg.sources)
+    save_bundle(net, meta, model)
     return True
 
 
