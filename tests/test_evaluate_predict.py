@@ -71,7 +71,7 @@ def test_onnx_engine_matches_torch(tmp_path, items, net):
 def test_safetensors_header_parameter_count(tmp_path, net):
     from safetensors.torch import save_file
 
-    from wastenet.evaluate.report import safetensors_parameter_count
+    from wastenet.meta import safetensors_parameter_count
 
     path = tmp_path / "w.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))

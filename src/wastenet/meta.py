@@ -230,3 +230,23 @@ def read_bundle_meta(path: str | Path) -> BundleMeta:
     if META_KEY not in metadata:
         raise ModelFileError(f"{path}: a safetensors file without WasteNet metadata")
     return BundleMeta.from_json(metadata[META_KEY], origin=str(path))
+
+
+def safetensors_parameter_count(path: str | Path) -> int | None:
+    """Parameter elements of a safetensors bundle from its header alone (no torch):
+    BatchNorm running statistics left out, as torch counts parameters; None if unreadable."""
+    try:
+        header = read_safetensors_header(path)
+    except ModelFileError:
+        return None
+    total = 0
+    for name, info in header.items():
+        if name == "__metadata__" or not isinstance(info, dict):
+            continue
+        if name.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            continue  # buffers, not parameters
+        count = 1
+        for dim in info.get("shape", []):
+            count *= int(dim)
+        total += count
+    return total

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wastenet.errors import WasteNetError
+from wastenet.meta import safetensors_parameter_count
 
 UNKNOWN = "unknown"
 MAX_JSON_BYTES = 20_000_000
@@ -168,23 +169,6 @@ def read_onnx_metadata(path: str | Path) -> dict[str, str]:
     return props
 
 
-def count_safetensors_parameters(path: str | Path) -> int:
-    """Trainable-parameter elements of a safetensors bundle, from its JSON header
-    (BatchNorm running statistics left out, as torch counts parameters)."""
-    with open(path, "rb") as handle:
-        size = int.from_bytes(handle.read(8), "little")
-        header = json.loads(handle.read(size))
-    total = 0
-    for name, info in header.items():
-        if name == "__metadata__" or name.endswith(("running_mean", "running_var", "tracked")):
-            continue
-        count = 1
-        for d in info.get("shape", []):
-            count *= int(d)
-        total += count
-    return total
-
-
 def count_parameters(path: str | Path) -> int | None:
     """Parameters of an ONNX or safetensors file, or None (another format, or unreadable)."""
     path = Path(path)
@@ -192,7 +176,7 @@ def count_parameters(path: str | Path) -> int | None:
         if path.suffix == ".onnx" and path.is_file():
             return count_onnx_parameters(path)
         if path.suffix == ".safetensors" and path.is_file():
-            return count_safetensors_parameters(path)
+            return safetensors_parameter_count(path)
     except (OSError, ValueError, WasteNetError):
         return None
     return None

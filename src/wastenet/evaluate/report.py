@@ -15,12 +15,12 @@ import numpy as np
 
 from wastenet.accelerate.engine import Engine
 from wastenet.classes import CLASSES, CONFIDENCE_THRESHOLD, size_text
-from wastenet.errors import ModelFileError, WasteNetError
+from wastenet.errors import WasteNetError
 from wastenet.evaluate.corruptions import CORRUPTIONS
 from wastenet.evaluate.dataset import limit_items
 from wastenet.evaluate.predict import predict_images, predict_items
 from wastenet.evaluate.scoring import score_predictions
-from wastenet.meta import read_safetensors_header
+from wastenet.meta import safetensors_parameter_count
 from wastenet.provenance import provenance
 
 REPORT_SECTIONS = ("model", "data", "overall", "per_source", "ood", "robustness")
@@ -115,22 +115,6 @@ def _robustness(engine, pred, corruptions, severities, batch, report, log):
         clean_accuracy=report["overall"]["set_accuracy"],
         progress=log,
     )
-
-
-def safetensors_parameter_count(path: str | Path) -> int | None:
-    """Elements in all tensors of a safetensors file, from its header alone (no torch)."""
-    try:
-        header = read_safetensors_header(path)
-    except ModelFileError:
-        return None
-    total = 0
-    for name, info in header.items():
-        if name == "__metadata__" or not isinstance(info, dict):
-            continue
-        if name.endswith(("running_mean", "running_var", "num_batches_tracked")):
-            continue  # buffers, not parameters
-        total += int(np.prod(info.get("shape", []), dtype=np.int64))
-    return total
 
 
 def onnx_parameter_count(path: str | Path) -> int | None:
