@@ -64,3 +64,22 @@ def test_evaluate_takes_its_not_sure_threshold_from_the_card(strict_model, tmp_p
     assert json.loads((out / "report.json").read_text())["threshold"] == 0.5
     assert main([*args, "--threshold", "0.65"]) == 0
     assert json.loads((out / "report.json").read_text())["threshold"] == 0.65
+
+
+def test_the_bin_captures_at_the_cards_input_size(strict_model, tmp_path):
+    """A folder source without ?size= replays at the model's input (48x64 here, not the
+    default 288x384); the stored samples are those frames."""
+    import sqlite3
+
+    from PIL import Image
+
+    source = scene(tmp_path)
+    store = tmp_path / "store"
+    opts = BinOptions(source=source, model=str(strict_model), headless=True, store=str(store),
+                      store_policy="all", run_dir=str(tmp_path / "run"))  # fmt: skip
+    run_bin(opts, lambda line: None)
+    with sqlite3.connect(store / "samples.sqlite") as db:
+        paths = [row[0] for row in db.execute("SELECT image_path FROM samples")]
+    assert paths
+    sizes = {Image.open(store / "images" / p).size for p in paths}
+    assert sizes == {(64, 48)}  # PIL: (width, height)
