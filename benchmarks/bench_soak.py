@@ -175,7 +175,11 @@ def soak(args, work: Path) -> dict:
         while (now := time.perf_counter()) - t0 < args.minutes * 60:
             time.sleep(min(args.sample_s, t0 + args.minutes * 60 - now))
             if proc.poll() is not None:
-                raise RuntimeError(f"the bin ended early (exit {proc.returncode})")
+                said = proc.stderr.read()[-2000:] if proc.stderr else ""
+                raise RuntimeError(
+                    f"the bin ended early (exit {proc.returncode}) after "
+                    f"{now - t0:.0f} s; it said:\n{said}"
+                )
             now = time.perf_counter()
             frame_times.poll()
             frames = [c.frames for c in clients]
