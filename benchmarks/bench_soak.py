@@ -159,10 +159,13 @@ def soak(args, work: Path) -> dict:
         "--store-quota-mb", f"{args.quota_mb:g}", "--run-dir", str(run_dir),
     ]  # fmt: skip
     rotate_bytes = int(args.rotate_mb * 1e6)
+    # the bin's output goes to a file: a pipe nobody reads fills after ~950 door lines
+    # (64 KB), the bin's print blocks in the actuate stage and its watchdog ends it
+    output = open(work / "bin_output.txt", "w+", encoding="utf-8")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(rotate_bytes), *bin_args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=output,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     clients = [StreamClient(port) for _ in range(2)]
@@ -175,7 +178,7 @@ def soak(args, work: Path) -> dict:
         while (now := time.perf_counter()) - t0 < args.minutes * 60:
             time.sleep(min(args.sample_s, t0 + args.minutes * 60 - now))
             if proc.poll() is not None:
-                said = proc.stderr.read()[-2000:] if proc.stderr else ""
+                said = (work / "bin_output.txt").read_text(errors="replace")[-2000:]
                 raise RuntimeError(
                     f"the bin ended early (exit {proc.returncode}) after "
                     f"{now - t0:.0f} s; it said:\n{said}"
@@ -200,7 +203,9 @@ def soak(args, work: Path) -> dict:
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        output.close()
+    err = (work / "bin_output.txt").read_text(errors="replace")
     run = json.loads((run_dir / "run.json").read_text())
     return {
         "exit_code": proc.returncode,
