@@ -76,7 +76,17 @@ def plan(names: list[str], options: dict[str, Any]) -> list[tuple[Format, dict]]
 class Exporter:
     """Builds artifacts for one source model into ``out_dir`` under ``stem``."""
 
-    def __init__(self, model, meta: BundleMeta, out_dir: Path, stem: str, calib: CalibSource):
+    def __init__(
+        self,
+        model,
+        meta: BundleMeta,
+        out_dir: Path,
+        stem: str,
+        calib: CalibSource,
+        onnx: Path | None = None,
+    ):
+        """``onnx``: an FP32 ONNX already made from the model, the hub instead of exporting
+        ``model`` (which may then be None)."""
         self.model = model
         self.meta = meta
         self.out_dir = Path(out_dir)
@@ -84,6 +94,8 @@ class Exporter:
         self.calib_source = calib
         self._calib: dict[int, CalibrationSet] = {}
         self._built: dict[str, tuple[Path, dict]] = {}
+        if onnx is not None:
+            self._built["onnx"] = (Path(onnx), {"given": True})
 
     def path(self, name: str) -> Path:
         return artifact_path(self.out_dir, self.stem, get_format(name))
@@ -218,8 +230,7 @@ def export_onnx_artifact(
     meta = read_onnx_meta(onnx_path)
     stem = onnx_path.name.removesuffix(".onnx")
     out = Path(out_dir) if out_dir else onnx_path.parent
-    exporter = Exporter(None, meta, out, stem, calib or CalibSource())
-    exporter._built["onnx"] = (onnx_path.resolve(), {"given": True})
+    exporter = Exporter(None, meta, out, stem, calib or CalibSource(), onnx=onnx_path.resolve())
     results = exporter.run(rows, None)
     write_record(out, onnx_path.resolve(), meta, results)
     return results

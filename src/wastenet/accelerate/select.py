@@ -33,6 +33,7 @@ import numpy as np
 
 from wastenet.accelerate.cpu import cpu_flags, int8_saturation_risk
 from wastenet.accelerate.formats import FORMATS, format_for_path
+from wastenet.data.cache import default_cache_dir
 from wastenet.errors import ModelFileError
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,6 @@ class Choice:
     path: Path
     reason: str
     candidates: list[Candidate]
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("WASTENET_CACHE") or Path.home() / ".cache" / "wastenet")
 
 
 def verified_artifacts(bundle_dir: Path) -> dict[str, bool]:
@@ -164,7 +161,7 @@ def choose_engine(reference: Path, threads: int = 0, cache: Path | None = None) 
     usable = [c for c in cands if c.skipped is None]
     if len(usable) == 1:
         return Choice(reference, "the only engine this machine can run", cands)
-    cache = cache or cache_dir() / CHOICE_FILE
+    cache = cache or default_cache_dir() / CHOICE_FILE
     key = machine_key(usable, flags)
     entry = _read_cache(cache, key)
     cached = entry is not None and {c.path.name for c in usable} <= set(entry)

@@ -145,7 +145,7 @@ def run_bin(
     ``engine`` replaces loading ``opts.model`` (tests and benchmarks pass their own).
     """
     from wastenet.accelerate import load_engine
-    from wastenet.accelerate.select import choice_dict, choose_engine
+    from wastenet.accelerate.select import choice_dict, choose_engine, describe
     from wastenet.runtime.actuators import open_actuator
     from wastenet.runtime.gate import GateConfig, PresenceGate
     from wastenet.runtime.loop import BinLoop
@@ -164,6 +164,8 @@ def run_bin(
             choice = choose_engine(model)
             model = choice.path
             print_fn(f"engine: {model.name} ({choice.reason})")
+            for line in describe(choice):  # every candidate, and why one was not taken
+                print_fn(line)
         engine = load_engine(model)
     doors = _load_doors(opts, engine, print_fn)
     try:
