@@ -20,7 +20,7 @@ import numpy as np
 
 from wastenet.accelerate.calibration import CalibrationSet
 from wastenet.errors import ConfigError
-from wastenet.evaluate.metrics import label_masks, score
+from wastenet.evaluate.metrics import agreement, label_masks, score
 from wastenet.meta import META_KEY, BundleMeta
 
 log = logging.getLogger(__name__)
@@ -146,10 +146,11 @@ def _compile(model):
 
 def _agreement(a_model, b_model, calib: CalibrationSet) -> float:
     fa, fb = _compile(a_model), _compile(b_model)
-    agree = [
-        np.argmax(fa(x)[fa.output(0)]) == np.argmax(fb(x)[fb.output(0)]) for x in calib.batches()
-    ]
-    return float(np.mean(agree))
+    batches = list(calib.batches())
+    return agreement(
+        np.concatenate([fa(x)[fa.output(0)] for x in batches]),
+        np.concatenate([fb(x)[fb.output(0)] for x in batches]),
+    )[0]
 
 
 def export_openvino_int8(

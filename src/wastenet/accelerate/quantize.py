@@ -15,11 +15,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from wastenet.accelerate.calibration import CalibrationSet
 from wastenet.accelerate.onnx_export import INPUT_NAME, copy_metadata
 from wastenet.errors import ConfigError
+from wastenet.evaluate import metrics
 
 log = logging.getLogger(__name__)
 AUTO_ROUNDS = (0, 1, 2, 4, 8, 16)
@@ -116,9 +115,10 @@ def agreement(fp32_path: Path, int8_path: Path, calib: CalibrationSet) -> tuple[
     from wastenet.accelerate.backends.onnx_backend import open_session
 
     x = calib.stacked()
-    a = open_session(fp32_path).run(None, {INPUT_NAME: x})[0]
-    b = open_session(int8_path).run(None, {INPUT_NAME: x})[0]
-    return float(np.mean(a.argmax(1) == b.argmax(1))), float(np.abs(a - b).max())
+    return metrics.agreement(
+        open_session(fp32_path).run(None, {INPUT_NAME: x})[0],
+        open_session(int8_path).run(None, {INPUT_NAME: x})[0],
+    )
 
 
 def noisiest_nodes(pre_path: Path, qdq_path: Path, calib: CalibrationSet, tmp: Path) -> list[str]:

@@ -21,6 +21,7 @@ import numpy as np
 from wastenet.accelerate.engine import Engine, load_engine, resolve_artifact
 from wastenet.accelerate.formats import format_for_path
 from wastenet.errors import ConfigError, ModelFileError, WasteNetError
+from wastenet.evaluate.metrics import agreement
 from wastenet.evaluate.predict import Predictions, predict_items
 from wastenet.meta import BundleMeta, file_sha256
 from wastenet.provenance import provenance
@@ -136,11 +137,11 @@ def verify(
         rp, racc = ref_probs[ref]
         probs, acc = predict_split(engine, items, loaded)
         drop = racc - acc
+        agree, max_diff = agreement(probs, rp)
         rows.append(
             VerifyRow(
                 str(path), engine.name, str(ref), len(items), acc, racc, drop,
-                100.0 * float(np.mean(probs.argmax(1) == rp.argmax(1))),
-                float(np.abs(probs - rp).max()), drop <= max_drop,
+                100.0 * agree, max_diff, drop <= max_drop,
             )
         )  # fmt: skip
         engine.close()

@@ -27,6 +27,13 @@ def top1(y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
     return float(np.mean(y_true == y_pred)) if y_true.size else None
 
 
+def agreement(probs_a: np.ndarray, probs_b: np.ndarray) -> tuple[float, float]:
+    """(top-1 agreement as a fraction, max abs probability difference) of two models'
+    outputs on the same images, one row per image."""
+    a, b = np.asarray(probs_a), np.asarray(probs_b)
+    return float(np.mean(a.argmax(1) == b.argmax(1))), float(np.abs(a - b).max())
+
+
 def wilson_interval(right: int, n: int, z: float = 1.959964) -> tuple[float, float] | None:
     """Wilson score interval (95 % by default) for ``right`` of ``n``; None for n = 0.
 

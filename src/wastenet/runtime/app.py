@@ -89,7 +89,9 @@ class BinOptions:
         if self.store:
             from wastenet.runtime.store import SamplePolicy
 
-            SamplePolicy.parse(self.store_policy, self.threshold or 0.0)  # the policy's syntax
+            SamplePolicy.parse(
+                self.store_policy
+            )  # its syntax only: the threshold comes with the model
 
 
 def not_sure_below(opts: BinOptions, engine) -> float:

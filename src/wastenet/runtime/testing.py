@@ -16,8 +16,10 @@ import numpy as np
 from wastenet.meta import META_KEY, BundleMeta
 from wastenet.preprocess import preprocess
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
+# The tiny model's own input normalisation, written into its card like any model's (any
+# fixed values would do; a real model's come from its backbone's config).
+TINY_MODEL_MEAN = [0.485, 0.456, 0.406]
+TINY_MODEL_STD = [0.229, 0.224, 0.225]
 
 
 def write_colour_model(
@@ -25,8 +27,8 @@ def write_colour_model(
     examples: dict[str, list[np.ndarray]],
     input_hw: tuple[int, int] = (48, 64),
     sharpness: float = 40.0,
-    mean: list[float] = IMAGENET_MEAN,
-    std: list[float] = IMAGENET_STD,
+    mean: list[float] = TINY_MODEL_MEAN,
+    std: list[float] = TINY_MODEL_STD,
     not_sure_below: float | None = None,
 ) -> BundleMeta:
     """Fit class centroids of the pooled input on RGB ``examples`` and write a .onnx model
