@@ -338,3 +338,30 @@ def test_mean_interval_of_independent_sources():
     se = ((0.25 / 400 + 0.09 / 900) ** 0.5) / 2
     assert lo == pytest.approx(0.7 - 1.959964 * se) and hi == pytest.approx(0.7 + 1.959964 * se)
     assert mean_interval([]) is None
+
+
+def test_model_written_before_its_calibration_is_calibrated_on_rerun(data, tmp_path):
+    """Training stopped between writing the model and fitting its temperature: a rerun
+    fits the temperature into that model instead of retraining or using it uncalibrated."""
+    from wastenet.meta import read_bundle_meta
+    from wastenet.models import load_bundle, save_bundle
+
+    out = tmp_path / "cut"
+    assert _shift(data, out, "--sources", "alpha", "beta", recipes=("r2",)) == 0
+    model = out / "without-alpha" / "stage1" / "model.safetensors"
+    other = out / "without-beta" / "stage1" / "model.safetensors"
+    net, meta = load_bundle(model)
+    fitted = meta.temperature
+    assert "calibration" in meta.metrics
+    meta.metrics.pop("calibration")
+    meta.temperature = 1.0
+    save_bundle(net, meta, model)
+    other_bytes = other.read_bytes()
+
+    assert _shift(data, out, "--sources", "alpha", "beta", recipes=("r2",)) == 0
+    result = json.loads((out / "shift.json").read_text())
+    assert [f["status"] for f in result["folds"]] == ["reused"] * 2
+    again = read_bundle_meta(model)
+    assert "calibration" in again.metrics
+    assert again.temperature == pytest.approx(fitted, rel=1e-4)  # the same fit as training's
+    assert other.read_bytes() == other_bytes  # a calibrated model is left as it was
