@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wastenet.provenance import provenance
+
 RESULTS = Path(__file__).resolve().parent / "results" / "compare_errors.json"
 
 
@@ -82,6 +84,7 @@ def main() -> None:
                   f"mean {row['top1_mean_of_all']:.1%}  wrong in k of {len(probs)}: "
                   f"{row['wrong_in_k_of_n']}")  # fmt: skip
         result["splits"][split] = per_source
+    result["provenance"] = provenance()
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"written: {args.out}")
 
