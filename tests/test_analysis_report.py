@@ -150,3 +150,15 @@ def test_writers_record_provenance(tmp_path):
     write_results(bench_rows(), tmp_path)
     record = json.loads((tmp_path / "bench.json").read_text())["provenance"]
     assert record["command"] and record["date"][:2] == "20" and record["machine"]
+
+
+def test_a_folder_named_twice_is_read_once(tmp_path):
+    """`--results benchmarks/results` next to the defaults (which read it too): each file
+    is listed once, read or not read."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "other.json").write_text(json.dumps({"something": "else"}))
+    (tmp_path / "bench.json").write_text(json.dumps({"rows": bench_rows()}))
+    inputs = report_inputs.collect([tmp_path, tmp_path / "sub" / ".."], defaults=False)
+
+    assert [Path(p).name for p in inputs.ignored] == ["other.json"]
+    assert [s.kind for s in inputs.sources] == ["bench"]

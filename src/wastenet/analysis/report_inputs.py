@@ -259,6 +259,7 @@ def _add_json(inputs: Inputs, path: Path, root: Path, seen: set) -> None:
     data = _read_json(path)
     kind = classify(data)
     label = _label(path, root)
+    seen.add(path.resolve())  # read once, also when two roots overlap
     if kind is None:
         inputs.ignored.append(label)
         return
@@ -269,7 +270,6 @@ def _add_json(inputs: Inputs, path: Path, root: Path, seen: set) -> None:
             data = {**data, "measured": {"note": str(exc)}}
         label = _label(path.parent, root)
     inputs.sources.append(Source(label, kind, data, read_provenance(data), path))
-    seen.add(path.resolve())
 
 
 def _add_train(inputs: Inputs, folder: Path, root: Path) -> None:
