@@ -162,3 +162,26 @@ def test_a_folder_named_twice_is_read_once(tmp_path):
 
     assert [Path(p).name for p in inputs.ignored] == ["other.json"]
     assert [s.kind for s in inputs.sources] == ["bench"]
+
+
+def test_the_fp32_model_verify_measured_against_is_the_reference_row(tmp_path):
+    """A bench of the bundle (FP32 ONNX + INT8) with a verify file whose rows name that
+    ONNX as their reference: the ONNX row reads "reference", not "not measured yet"."""
+    from wastenet.analysis.report_model import Report
+    from wastenet.analysis.report_speed import engine_rows, verdict
+
+    rows = [r for r in bench_rows() if r["format"] != "torch"][:2]  # ONNX FP32, an INT8
+    verify = {"rows": [{"artifact": "runs/m/int8_ac/model.int8.xml", "format": "openvino-int8",
+                        "reference": "model.onnx", "accuracy": 94.8, "reference_accuracy": 95.0,
+                        "drop_points": 0.2, "passed": True}]}  # fmt: skip
+    (tmp_path / "engines_x.json").write_text(json.dumps({"rows": rows}))
+    (tmp_path / "verify_x.json").write_text(json.dumps(verify))
+    inputs = report_inputs.collect([tmp_path], defaults=False)
+    (bench,) = inputs.of("bench")
+    out, _ = engine_rows(Report(inputs, plots=False), bench)
+    assert [verdict(r) for r in out] == ["reference", "pass"]
+    # without a verify file naming it, the ONNX row is not a reference
+    (tmp_path / "verify_x.json").unlink()
+    inputs = report_inputs.collect([tmp_path], defaults=False)
+    out, _ = engine_rows(Report(inputs, plots=False), inputs.of("bench")[0])
+    assert [verdict(r) for r in out] == ["not measured yet", "not measured yet"]

@@ -101,6 +101,8 @@ def engine_rows(report: Report, bench: Source) -> tuple[list[dict], list[tuple |
     labels = engine_labels(rows)
     eager = next((r["p50_ms"] for r in rows if r.get("format") == "torch"), None)
     matched = match_verify(bench, report.inputs.of("verify"))
+    # the model the verify rows were measured against: its own row is the reference
+    references = {PurePosixPath(str(m[0].get("reference", ""))).name for m in matched if m}
     out = []
     for r, label, m in zip(rows, labels, matched, strict=True):
         v = m[0] if m else None
@@ -116,7 +118,8 @@ def engine_rows(report: Report, bench: Source) -> tuple[list[dict], list[tuple |
                 "top1": v["accuracy"] if v else None,
                 "drop": v["drop_points"] if v else None,
                 "passed": v["passed"] if v else None,
-                "reference": r.get("format") == "torch",
+                "reference": r.get("format") == "torch"
+                or (m is None and PurePosixPath(str(r.get("artifact", ""))).name in references),
             }
         )
     return out, matched
