@@ -96,6 +96,9 @@ def test_committed_results_and_the_benchmarks_page(tmp_path):
     assert report_benchmarks.COMMAND in page
     assert re.search(r"\| trashnet \| \d+ \| \d+\.\d % \(\d+\.\d-\d+\.\d\) \|", page)
     assert page.count("(recommended)**") >= 1
+    # the bundled engines' loop: per-stage medians, the FP32 ONNX next to the INT8 engine
+    stages = page.split("| engine | capture |", 1)[1].split("\n\n", 1)[0]
+    assert "wastenet-lite0.onnx |" in stages and "wastenet-lite0.int8.xml |" in stages
     assert not re.search(r"(?<![\w.])/(?:work|home|root|tmp|usr|mnt)/", page)  # no machine path
     assert not re.search(r"\b[0-9a-f]{40}\b", page)  # no commit hash
 

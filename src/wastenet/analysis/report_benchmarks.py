@@ -23,6 +23,7 @@ from wastenet.analysis.report_model import (
     pct,
     pct_ci,
 )
+from wastenet.runtime.timings import STAGES
 
 COMMAND = "wastenet report --out runs/report --benchmarks-md BENCHMARKS.md"
 OTHER_DEVICES = (
@@ -240,6 +241,7 @@ def loop_lines(inputs: Inputs) -> list[str]:
             f"| {r['engine']} | {'on' if r['gate'] else 'off'} | {num(r['fps'])} | "
             f"{r['inferred']} | {pct(r['inference_share'])} |"
         )
+    lines += stage_lines(report_speed.loop_rows(latest))
     lines += ["", f"Measured by {_by(latest)}."]
     if any(" #" in r["engine"] for r in report_speed.loop_rows(latest)):
         lines.append(
@@ -260,6 +262,26 @@ def loop_lines(inputs: Inputs) -> list[str]:
             f"Measured by {_by(run)}.",
             "",
         ]
+    return lines
+
+
+def stage_lines(rows: list[dict]) -> list[str]:
+    """Median milliseconds per loop stage, gate off (every frame through every stage)."""
+    rows = [r for r in rows if not r["gate"] and r.get("stage_ms")]
+    seen = {k for r in rows for k in r["stage_ms"]}
+    stages = [k for k in STAGES if k in seen] + sorted(seen - set(STAGES))  # the loop's order
+    if not rows or not stages:
+        return []
+    lines = [
+        "",
+        "Median milliseconds per frame in each stage (presence gate off):",
+        "",
+        "| engine | " + " | ".join(stages) + " |",
+        "| --- |" + " ---: |" * len(stages),
+    ]
+    for r in rows:
+        cells = [num(r["stage_ms"].get(k), ".2f") for k in stages]
+        lines.append(f"| {r['engine']} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -287,6 +287,7 @@ def loop_rows(source: Source) -> list[dict]:
                 "fps": run.get("fps"),
                 "inferred": f"{run.get('inferred', '?')}/{run.get('frames', '?')}",
                 "inference_share": stages.get("inference", {}).get("share"),
+                "stage_ms": {k: v.get("median_ms") for k, v in stages.items()},
             }
         )
     return out
