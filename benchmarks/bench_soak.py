@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from wastenet.accelerate.cpu import cpu_flags
+from wastenet.analysis.report_benchmarks import soak_checks
 from wastenet.provenance import provenance
 from wastenet.runtime.app import DEFAULT_MODEL, DEFAULT_SAMPLES
 from wastenet.runtime.timings import KEEP
@@ -334,21 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print()
-    print("| check | result | passed |\n| --- | --- | --- |")
-    c = result["checks"]
-    rows = [
-        ("memory", f"RSS spread {c['memory']['spread_mb']} MB over the last "
-                   f"{c['memory']['window_s'] / 60:g} min (<= {args.rss_mb:g})"),
-        ("frame rate", f"{c['fps']['first_third']} -> {c['fps']['last_third']} frames/s, "
-                       f"lowest {c['fps']['lowest']} (median {c['fps']['median']})"),
-        ("log rotation", ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in c["rotation"]["files"].items())),
-        ("store", f"{c['store']['rows']} rows, {c['store']['bytes'] / 1e6:.1f} MB of "
-                  f"{args.quota_mb:g} MB, {c['store']['tmp_files']} tmp files"),
-        ("stream clients", f"{c['clients']['frames']} frames"),
-        ("exit", f"code {c['exit']['exit_code']}"),
-    ]  # fmt: skip
-    for (name, text), check in zip(rows, c.values(), strict=True):
-        print(f"| {name} | {text} | {'yes' if check['passed'] else 'NO'} |")
+    print("| check | measured | passed |\n| --- | --- | --- |")
+    for name, text, passed in soak_checks(result):
+        print(f"| {name} | {text} | {'yes' if passed else 'NO'} |")
     print(f"\n{'PASSED' if result['passed'] else 'FAILED'}; results in {args.out}")
     return 0 if result["passed"] else 1
 

@@ -188,3 +188,40 @@ def test_the_fp32_model_verify_measured_against_is_the_reference_row(tmp_path):
     inputs = report_inputs.collect([tmp_path], defaults=False)
     out, _ = engine_rows(Report(inputs, plots=False), inputs.of("bench")[0])
     assert [verdict(r) for r in out] == ["not measured yet", "not measured yet"]
+
+
+def _soak(exit_code: int = 0) -> dict:
+    """A soak result as benchmarks/bench_soak.py writes it (three samples)."""
+    samples = [{"t_s": t, "rss_mb": 190.0, "fps": 15.0, "client_frames": [150, 150],
+                "store_rows": 600} for t in (600, 1200, 1800)]  # fmt: skip
+    checks = {
+        "memory": {"window_s": 600.0, "min_mb": 190.0, "max_mb": 191.0, "spread_mb": 1.0,
+                   "whole_run_mb": [188.7, 191.0], "passed": True},
+        "fps": {"first_third": 15.0, "last_third": 15.0, "median": 15.0, "lowest": 14.5,
+                "passed": True},
+        "rotation": {"files": {"timings.jsonl": 5e5, "timings.jsonl.1": 1e6}, "rotated": True,
+                     "passed": True},
+        "store": {"rows": 600, "bytes": 9.9e6, "missing_images": 0, "tmp_files": 0,
+                  "unnamed_files": 0, "quota_bytes": 10_000_000, "passed": True},
+        "clients": {"frames": [27000, 27000], "passed": True},
+        "exit": {"exit_code": exit_code, "passed": exit_code == 0},
+    }  # fmt: skip
+    settings = {"minutes": 30.0, "fps": 15.0, "quota_mb": 10.0, "rotate_bytes": 1_000_000}
+    return {
+        "settings": settings, "samples": samples, "checks": checks, "passed": exit_code == 0,
+        "provenance": {"command": "python benchmarks/bench_soak.py --minutes 30",
+                       "date": "2026-12-02", "machine": "a test machine"},
+    }  # fmt: skip
+
+
+def test_soak_result_on_the_benchmarks_page(tmp_path):
+    (tmp_path / "soak.json").write_text(json.dumps(_soak(exit_code=4)))
+    inputs = report_inputs.collect([tmp_path], defaults=False)
+    assert [s.kind for s in inputs.sources] == ["soak"]
+    page = report_benchmarks.render(inputs)
+    section = page.split("### A 30-minute run", 1)[1].split("###", 1)[0]
+    assert "| memory | RSS spread 1.0 MB over the last 10 min" in section
+    assert "| exit | code 4 | NO |" in section and "| store |" in section
+    assert "`python benchmarks/bench_soak.py --minutes 30`" in section
+    empty = report_benchmarks.render(report_inputs.collect([], defaults=False))
+    assert "### A long run\n\nnot measured yet." in empty

@@ -285,6 +285,48 @@ def stage_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+def soak_checks(result: dict) -> list[tuple[str, str, bool]]:
+    """(check, what was measured, passed) of a soak result (benchmarks/bench_soak.py)."""
+    c, settings = result["checks"], result.get("settings", {})
+    mem, fps, store = c["memory"], c["fps"], c["store"]
+    files = c["rotation"]["files"]
+    return [
+        ("memory", f"RSS spread {mem['spread_mb']} MB over the last "
+                   f"{mem['window_s'] / 60:g} min (whole run {mem['whole_run_mb'][0]} -> "
+                   f"{mem['whole_run_mb'][1]} MB)", mem["passed"]),
+        ("frame rate", f"{fps['first_third']} -> {fps['last_third']} frames/s, lowest "
+                       f"{fps['lowest']} (median {fps['median']})", fps["passed"]),
+        ("log rotation", ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in files.items()),
+         c["rotation"]["passed"]),
+        ("store", f"{store['rows']} rows, {store['bytes'] / 1e6:.1f} MB of "
+                  f"{settings.get('quota_mb', '?')} MB, {store['tmp_files']} temporary files, "
+                  f"{store['missing_images']} rows without their image", store["passed"]),
+        ("stream clients", f"{c['clients']['frames']} frames", c["clients"]["passed"]),
+        ("exit", f"code {c['exit']['exit_code']}", c["exit"]["passed"]),
+    ]  # fmt: skip
+
+
+def soak_lines(inputs: Inputs) -> list[str]:
+    soaks = inputs.of("soak")
+    if not soaks:
+        return ["### A long run", "", f"{NOT_MEASURED}.", ""]
+    soak = _latest(soaks)
+    settings = soak.data.get("settings", {})
+    lines = [
+        f"### A {num(settings.get('minutes'), '.0f')}-minute run",
+        "",
+        f"`wastenet run` on the bundled samples looped for ever at "
+        f"{num(settings.get('fps'), '.0f')} frames/s, with the sample store on (every frame "
+        f"offered, a {num(settings.get('quota_mb'), '.0f')} MB quota) and the MJPEG stream "
+        "read by two HTTP clients.",
+        "",
+        "| check | measured | passed |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| {n} | {t} | {'yes' if ok else 'NO'} |" for n, t, ok in soak_checks(soak.data)]
+    return lines + ["", f"Measured by {_by(soak)}.", ""]
+
+
 def limits_lines(inputs: Inputs) -> list[str]:
     lines = ["## Known limits", ""]
     for machine, (_bench, rows, _) in pick_benches(inputs).items():
@@ -365,7 +407,7 @@ def render(inputs: Inputs) -> str:
         "4-7 and figures 8-15 from these and any other results.",
         "",
     ]
-    lines += accuracy_lines(inputs) + engine_lines(inputs) + loop_lines(inputs)
+    lines += accuracy_lines(inputs) + engine_lines(inputs) + loop_lines(inputs) + soak_lines(inputs)
     lines += limits_lines(inputs)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -76,6 +76,7 @@ def classify(data: object) -> str | None:
     states = data.get("states")
     state0 = states[0] if isinstance(states, list) and states else {}
     checks = (
+        ("soak", "checks" in data and isinstance(data.get("samples"), list)),
         ("bench", "p50_ms" in first and "format" in first),
         ("verify", "drop_points" in first),
         ("compare_eval", "reports" in data and isinstance(rows, list)),
