@@ -3,8 +3,9 @@ logs rotated, store within its quota, stream clients served to the end.
 
 ``wastenet run`` runs in a process of its own on the bundled sample images looped for
 ever (paced like a camera: ``fps``, each item held 1 s with 0.5 s gaps), with the
-bundled model, the sample store on (every frame offered, a quota so eviction runs all
-along) and the MJPEG stream on, read by two real HTTP clients. Every ``--sample-s``
+bundled model (the engine the bin picks itself, unless ``--model``), the sample store
+on (every frame offered, a quota so eviction runs all along) and the MJPEG stream on,
+read by two real HTTP clients. Every ``--sample-s``
 seconds this script samples the bin's RSS (/proc/PID/status), its frame rate (lines
 added to timings.jsonl, across rotations), each client's frames and the store's rows.
 The timing logs rotate at ``--rotate-mb`` (the bin's default is 10 MB, which a 30-minute
@@ -39,7 +40,7 @@ from pathlib import Path
 from wastenet.accelerate.cpu import cpu_flags
 from wastenet.analysis.report_benchmarks import soak_checks
 from wastenet.provenance import provenance
-from wastenet.runtime.app import DEFAULT_MODEL, DEFAULT_SAMPLES
+from wastenet.runtime.app import DEFAULT_SAMPLES
 from wastenet.runtime.timings import KEEP
 
 RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
@@ -155,10 +156,12 @@ def soak(args, work: Path) -> dict:
     store, run_dir, port = work / "store", work / "run", free_port()
     source = f"{DEFAULT_SAMPLES}?loop=0&fps={args.fps:g}&hold={round(args.fps)}&gap={round(args.fps / 2)}"
     bin_args = [
-        "run", "--model", str(DEFAULT_MODEL), "--source", source, "--headless",
+        "run", "--source", source, "--headless",
         "--mjpeg-port", str(port), "--store", str(store), "--store-policy", "all",
         "--store-quota-mb", f"{args.quota_mb:g}", "--run-dir", str(run_dir),
     ]  # fmt: skip
+    if args.model:  # otherwise the bin's own choice, as a user gets it
+        bin_args += ["--model", args.model]
     rotate_bytes = int(args.rotate_mb * 1e6)
     # the bin's output goes to a file: a pipe nobody reads fills after ~950 door lines
     # (64 KB), the bin's print blocks in the actuate stage and its watchdog ends it
@@ -206,19 +209,20 @@ def soak(args, work: Path) -> dict:
             proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         output.close()
-    err = (work / "bin_output.txt").read_text(errors="replace")
+    err = (work / "bin_output.txt").read_text(errors="replace").replace(str(work), "TMP")
     run = json.loads((run_dir / "run.json").read_text())
     return {
         "exit_code": proc.returncode,
         "stderr_tail": err.splitlines()[-10:],
         "run": {k: run.get(k) for k in ("status", "exit_code", "summary", "clock", "clock_end")},
+        "engine": Path(str(run.get("model"))).name,
+        "engine_reason": (run.get("engine_choice") or {}).get("reason", "given with --model"),
         "samples": samples,
         "logs": log_files(run_dir),
         "store": store_state(store),
         "client_errors": [c.error for c in clients],
         "settings": {
-            "source": source,
-            "model": DEFAULT_MODEL.name,
+            "source": "the bundled samples" + source[len(str(DEFAULT_SAMPLES)) :],
             "fps": args.fps,
             "store_policy": "all",
             "quota_mb": args.quota_mb,
@@ -321,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quota-mb", type=float, default=10.0, help="the store's quota")
     parser.add_argument("--rotate-mb", type=float, default=1.0, help="timing log rotation size")
     parser.add_argument("--rss-mb", type=float, default=5.0, help="allowed RSS spread, MB")
+    parser.add_argument("--model", help="an engine for the bin (default: its own choice)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     if args.minutes * 60 < 4 * args.sample_s:

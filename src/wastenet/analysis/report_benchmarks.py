@@ -315,7 +315,8 @@ def soak_lines(inputs: Inputs) -> list[str]:
     lines = [
         f"### A {num(settings.get('minutes'), '.0f')}-minute run",
         "",
-        f"`wastenet run` on the bundled samples looped for ever at "
+        f"`wastenet run` (engine: {soak.data.get('engine', 'not recorded')}) on the bundled "
+        f"samples looped for ever at "
         f"{num(settings.get('fps'), '.0f')} frames/s, with the sample store on (every frame "
         f"offered, a {num(settings.get('quota_mb'), '.0f')} MB quota) and the MJPEG stream "
         "read by two HTTP clients.",
