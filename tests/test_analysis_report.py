@@ -225,3 +225,11 @@ def test_soak_result_on_the_benchmarks_page(tmp_path):
     assert "`python benchmarks/bench_soak.py --minutes 30`" in section
     empty = report_benchmarks.render(report_inputs.collect([], defaults=False))
     assert "### A long run\n\nnot measured yet." in empty
+
+
+def test_machine_line_names_the_cpu_features_timings_depend_on():
+    x86 = "processor\t: 0\nflags\t\t: fpu sse avx2 fma avx512f avx512_vnni avx512_bf16\n"
+    assert prov.simd_features(x86) == "AVX2 + AVX-512 + VNNI + BF16"
+    assert prov.simd_features("flags\t: fpu sse4_2 avx2 fma\n") == "AVX2"  # no VNNI: said so
+    assert prov.simd_features("Features\t: fp asimd asimddp crc32\n") == "NEON + dot product"
+    assert prov.simd_features("") == ""

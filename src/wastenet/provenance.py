@@ -56,6 +56,27 @@ def _cpu_model() -> str:
     return platform.processor() or ""
 
 
+# The CPU features a timing depends on (ONNX Runtime and OpenVINO pick kernels by them;
+# OpenVINO computes in bf16 where BF16 or AMX is present unless told otherwise).
+SIMD_FEATURES = (
+    ("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_vnni", "VNNI"),
+    ("avx_vnni", "AVX-VNNI"), ("avx512_bf16", "BF16"), ("amx_tile", "AMX"),
+    ("asimd", "NEON"), ("asimddp", "dot product"),
+)  # fmt: skip
+
+
+def simd_features(cpuinfo: str | None = None) -> str:
+    """'AVX2 + AVX-512 + VNNI + BF16' from /proc/cpuinfo's flags; '' where unknown."""
+    text = _read("/proc/cpuinfo") if cpuinfo is None else cpuinfo
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags = set(value.split())
+            break
+    return " + ".join(name for flag, name in SIMD_FEATURES if flag in flags)
+
+
 def _gpus() -> list[str]:
     """NVIDIA GPUs the driver lists (no CUDA library needed)."""
     root = Path("/proc/driver/nvidia/gpus")
@@ -72,7 +93,8 @@ def _gpus() -> list[str]:
 
 
 def machine() -> str:
-    """One line: the board (Jetson, Raspberry Pi) or CPU model, usable cores, GPUs, OS."""
+    """One line: the board (Jetson, Raspberry Pi) or CPU model, usable cores, the CPU
+    features timings depend on, GPUs, OS."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -80,6 +102,7 @@ def machine() -> str:
     parts = [p for p in (_read("/proc/device-tree/model"), _cpu_model()) if p]
     parts = parts or [platform.machine() or "unknown CPU"]
     parts.append(f"{cores} cores")
+    parts += [f for f in (simd_features(),) if f]
     parts += _gpus()
     parts.append(f"{platform.system()} {platform.machine()}, Python {platform.python_version()}")
     return ", ".join(parts)
