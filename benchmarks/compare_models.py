@@ -8,7 +8,10 @@ alone), scores both engines with the one scorer (set-aware top-1), and reports e
 model's accuracy with its Wilson interval, per source and pooled, the difference and
 the exact McNemar p-value of the items only one of them got right; the sources' OOD
 items (never trained on) give each model's "not sure" rate at its card's threshold,
-next to its refusals on the scored items. Writes
+next to its refusals on the scored items. With ``--in-distribution SOURCE ...`` (the
+sources both models trained on) it also measures how well each model's top probability
+separates OOD items from those sources' items, whatever the threshold: the AUROC, and
+the OOD "not sure" rate at the threshold that refuses 5 % of them. Writes
 results/compare_models_<name>.json with the command, date and machine.
 """
 
@@ -23,7 +26,7 @@ import numpy as np
 from split_noise import mcnemar_exact  # benchmarks/ is the script's folder
 from wastenet.accelerate import load_engine
 from wastenet.data.manifest import load_manifest
-from wastenet.evaluate.metrics import wilson_interval
+from wastenet.evaluate.metrics import auroc, wilson_interval
 from wastenet.evaluate.predict import predict_items
 from wastenet.provenance import provenance
 
@@ -41,13 +44,35 @@ def paired(hits_a: np.ndarray, hits_b: np.ndarray) -> dict:
     return row
 
 
+def ood_separation(top_in: np.ndarray, top_ood: np.ndarray, ood_sources: np.ndarray,
+                   refusals: float = 0.05) -> dict:  # fmt: skip
+    """How well the top probability tells OOD items from in-distribution ones, whatever
+    the threshold: AUROC, and the OOD "not sure" rate at the threshold that refuses
+    ``refusals`` of the in-distribution items (the issue's 5 %), per OOD source."""
+    threshold = float(np.quantile(top_in, refusals))
+    flagged = top_ood < threshold
+    return {
+        "auroc": auroc(1.0 - top_ood, 1.0 - top_in),
+        "refusals": refusals,
+        "threshold": threshold,
+        "ood_not_sure": 100.0 * float(flagged.mean()),
+        "per_source": {
+            s: {"n": int((ood_sources == s).sum()),
+                "ood_not_sure": 100.0 * float(flagged[ood_sources == s].mean())}
+            for s in sorted(set(ood_sources))
+        },
+    }  # fmt: skip
+
+
 def compare(old: Path, new: Path, manifest: Path, splits: list[str], sources: list[str] | None,
-            cache_dir: str | None = None) -> dict:  # fmt: skip
+            cache_dir: str | None = None, in_distribution: list[str] | None = None) -> dict:  # fmt: skip
     m = load_manifest(manifest)
     wanted = set(sources or m.source_names)
     items = [it for s in splits for it in m.items(split=s) if it.source in wanted]
     ood = [it for it in m.items(split="ood") if it.source in wanted]  # never trained on
-    hits, not_sure = {}, {}
+    ood_sources = np.array([it.source for it in ood])
+    inside = np.array([it.source in set(in_distribution or ()) for it in items])
+    hits, not_sure, separation = {}, {}, {}
     for key, path in (("old", old), ("new", new)):
         with load_engine(path) as engine:
             pred = predict_items(engine, items, cache_dir=cache_dir)
@@ -62,6 +87,8 @@ def compare(old: Path, new: Path, manifest: Path, splits: list[str], sources: li
                     "refusals": 100.0
                     * float((pred.probs.max(1) < engine.meta.not_sure_below).mean()),
                 }
+                if inside.any():
+                    separation[key] = ood_separation(pred.probs.max(1)[inside], top, ood_sources)
     source_of = np.array([it.source for it in items])
     out = {
         "old": str(old), "new": str(new), "splits": splits, "sources": sorted(wanted),
@@ -72,6 +99,8 @@ def compare(old: Path, new: Path, manifest: Path, splits: list[str], sources: li
         },
         "ood_items": len(ood),
         "not_sure": not_sure,
+        "in_distribution": sorted(in_distribution or ()),
+        "ood_separation": separation,
     }  # fmt: skip
     return out
 
@@ -96,6 +125,15 @@ def table(result: dict) -> str:
             f"\n{key}: 'not sure' below {ns['threshold']:.2f} on {ns['ood_not_sure']:.1f} % of "
             f"{result['ood_items']} OOD items, {ns['refusals']:.1f} % refusals on the items above"
         )
+    for key, sep in result.get("ood_separation", {}).items():
+        per = ", ".join(
+            f"{s} {v['ood_not_sure']:.1f} % of {v['n']}" for s, v in sep["per_source"].items()
+        )
+        lines.append(
+            f"\n{key}: OOD AUROC {sep['auroc']:.3f}; at {100 * sep['refusals']:.0f} % refusals on "
+            f"{' + '.join(result['in_distribution'])} (threshold {sep['threshold']:.2f}) "
+            f"'not sure' on {sep['ood_not_sure']:.1f} % of OOD items ({per})"
+        )
     return "\n".join(lines)
 
 
@@ -108,8 +146,16 @@ def main() -> None:
     parser.add_argument("--sources", nargs="+")
     parser.add_argument("--cache-dir", help="the data stage's decoded-image cache")
     parser.add_argument("--name", default="old_vs_new")
+    parser.add_argument(
+        "--in-distribution",
+        nargs="+",
+        metavar="SOURCE",
+        help="sources both models trained on: the OOD threshold is set to refuse 5 %% of "
+        "their items (the issue's target), and the AUROC is against them",
+    )
     args = parser.parse_args()
-    result = compare(args.old, args.new, args.manifest, args.split, args.sources, args.cache_dir)
+    result = compare(args.old, args.new, args.manifest, args.split, args.sources, args.cache_dir,
+                     args.in_distribution)  # fmt: skip
     result["provenance"] = provenance()
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"compare_models_{args.name}.json"
