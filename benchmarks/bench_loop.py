@@ -27,8 +27,9 @@ from wastenet.accelerate import load_engine
 from wastenet.classes import DEFAULT_INPUT_SIZE, size_text
 from wastenet.data.cache import parse_size
 from wastenet.provenance import provenance
-from wastenet.runtime.actuators import load_door_map, open_actuator
+from wastenet.runtime.actuators import open_actuator
 from wastenet.runtime.app import DEFAULT_MODEL, DEFAULT_SAMPLES
+from wastenet.runtime.doors import load_door_map
 from wastenet.runtime.gate import PresenceGate
 from wastenet.runtime.loop import BinLoop
 from wastenet.runtime.sources import ImageFolderSource

@@ -33,8 +33,9 @@ from wastenet.data.manifest import load_manifest
 from wastenet.evaluate.metrics import score, wilson_interval
 from wastenet.imageio import read_rgb
 from wastenet.provenance import provenance
-from wastenet.runtime.actuators import load_door_map, open_actuator
+from wastenet.runtime.actuators import open_actuator
 from wastenet.runtime.app import DEFAULT_MODEL
+from wastenet.runtime.doors import load_door_map
 from wastenet.runtime.gate import PresenceGate
 from wastenet.runtime.loop import BinLoop
 from wastenet.runtime.testing import FrameReplay

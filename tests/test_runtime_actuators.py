@@ -15,12 +15,10 @@ from wastenet.runtime.actuators import (
     PAPER_SERVO_DELAY_S,
     PCA9685Actuator,
     SimActuator,
-    check_door_classes,
-    load_door_map,
     open_actuator,
     parse_actuator_uri,
-    parse_door_map,
 )
+from wastenet.runtime.doors import check_door_classes, load_door_map, parse_door_map
 
 
 class FakeServo:

@@ -18,8 +18,9 @@ from conftest import CLASS_COLOURS as COLOURS
 from wastenet.analysis import latency
 from wastenet.classes import NOT_SURE
 from wastenet.cli import main
-from wastenet.runtime.actuators import load_door_map, open_actuator
+from wastenet.runtime.actuators import open_actuator
 from wastenet.runtime.app import BinOptions, run_bin
+from wastenet.runtime.doors import load_door_map
 from wastenet.runtime.gate import PresenceGate
 from wastenet.runtime.loop import BinLoop
 from wastenet.runtime.sources import ImageFolderSource
@@ -394,7 +395,7 @@ def test_crop_to_object_classifies_the_item_not_the_tray(colour_model):
     """A small plastic item on the dark floor of a tray whose other half holds a fixed
     cardboard-coloured board: the whole frame never reads as plastic, the crop around
     what changed does."""
-    from wastenet.runtime.actuators import parse_door_map
+    from wastenet.runtime.doors import parse_door_map
     from wastenet.runtime.testing import FrameReplay
 
     _, engine = colour_model

@@ -17,8 +17,9 @@ from faults.invariants import check_doors, live_threads, read_moves, run_record,
 from faults.parts import CLOSED_ANGLE, OPEN_ANGLE, ServoPlan, servokit_factory
 from wastenet.errors import ExitCode
 from wastenet.runtime import actuators
-from wastenet.runtime.actuators import load_door_map, open_actuator
+from wastenet.runtime.actuators import open_actuator
 from wastenet.runtime.app import BinOptions, run_bin
+from wastenet.runtime.doors import load_door_map
 
 HOME = 3  # the first three writes close the three doors at start
 

@@ -30,8 +30,9 @@ from faults.servers import MAX_HOLD_S, ScriptedMjpegServer, StallingMjpegServer
 from wastenet.cli import main
 from wastenet.errors import ExitCode, SourceError
 from wastenet.runtime import live
-from wastenet.runtime.actuators import load_door_map, open_actuator
+from wastenet.runtime.actuators import open_actuator
 from wastenet.runtime.app import BinOptions, run_bin
+from wastenet.runtime.doors import load_door_map
 from wastenet.runtime.sources import ImageFolderSource, LatestFrameSource, open_source
 
 

@@ -1,4 +1,4 @@
-"""Door actuators chosen by URI, behind one interface, and the class -> door map.
+"""Door actuators chosen by URI, behind one interface (the class -> door map: doors.py).
 
 ``open_actuator(uri, doors)`` gives ``pca9685://<bus>/<address>`` (real servos on a
 PCA9685 board through adafruit-circuitpython-servokit, the ``servo`` extra; a bus
@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -28,10 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-import yaml
-
-from wastenet.config import from_dict
 from wastenet.errors import ConfigError, WasteNetError
+from wastenet.runtime.doors import DoorMap, DoorSpec, load_door_map
 from wastenet.runtime.uri import check_options, real, text
 
 log = logging.getLogger(__name__)
@@ -40,93 +37,6 @@ PAPER_SERVO_DELAY_S = 0.646  # section 5.6: classification-to-servo delay minus 
 TIMER_PERIOD_S = 0.1  # the door timer's tick: a door closes at most this late
 CLOSE_RETRY_S = 0.2  # a close the driver refused is sent again this often
 CLOSE_GIVE_UP_S = 1.0  # at shutdown, how long refused closes are retried
-
-
-@dataclass
-class DoorSpec:
-    channel: int
-    open_angle: float = 90.0
-    closed_angle: float = 0.0
-    min_pulse_us: int = 400  # the paper's servos: 400-2600 us
-    max_pulse_us: int = 2600
-    actuation_range: float = 180.0
-
-
-@dataclass
-class DoorMap:
-    classes: dict[str, int]
-    doors: dict[int, DoorSpec]
-    hold_s: float = 3.0
-    crop_to_object: bool = False  # classify a crop around what the presence gate saw change
-
-    def door_for(self, label: str) -> int | None:
-        return self.classes.get(label)
-
-
-def parse_door_map(data: dict, where: str = "doors") -> DoorMap:
-    """Build a DoorMap from its YAML mapping, checking every class points at a real door."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping with 'classes' and 'doors'")
-    unknown = set(data) - {"classes", "doors", "hold_s", "crop_to_object"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-    raw_doors = data.get("doors") or {}
-    if not isinstance(raw_doors, dict) or not raw_doors:
-        raise ConfigError(f"{where}: 'doors' must map door numbers to {{channel: N, ...}}")
-    try:
-        doors = {int(k): from_dict(DoorSpec, v, f"{where}.doors.{k}") for k, v in raw_doors.items()}
-    except ValueError as exc:
-        raise ConfigError(f"{where}: door ids must be numbers ({exc})") from exc
-    classes = data.get("classes") or {}
-    if not isinstance(classes, dict):
-        raise ConfigError(f"{where}: 'classes' must map class names to door numbers")
-    for name, door in classes.items():
-        if not isinstance(door, int) or isinstance(door, bool) or door not in doors:
-            raise ConfigError(f"{where}: class {name!r} -> door {door!r}, which is not defined")
-    for door_id, spec in doors.items():
-        if not 0 <= spec.channel <= 15:
-            raise ConfigError(f"{where}: door {door_id} channel {spec.channel} is not 0..15")
-        for angle in (spec.open_angle, spec.closed_angle):
-            if not 0 <= angle <= spec.actuation_range:
-                raise ConfigError(
-                    f"{where}: door {door_id} angle {angle} outside 0..{spec.actuation_range}"
-                )
-    crop = data.get("crop_to_object", False)
-    if not isinstance(crop, bool):
-        raise ConfigError(f"{where}: crop_to_object must be true or false, not {crop!r}")
-    hold = data.get("hold_s", 3.0)
-    if isinstance(hold, bool) or not isinstance(hold, int | float) or not 0 <= hold < math.inf:
-        raise ConfigError(f"{where}: hold_s must be a number of seconds >= 0, not {hold!r}")
-    return DoorMap({str(k): v for k, v in classes.items()}, doors, float(hold), crop)
-
-
-def check_door_classes(doors: DoorMap, labels: list[str], where: str = "door map") -> list[str]:
-    """Match the door map's class names with the model's labels, once at start-up.
-
-    A name the model does not have (a typo, another model's class) is a ConfigError;
-    the labels with no door are returned, for a warning: those items stay out.
-    """
-    unknown = sorted(set(doors.classes) - set(labels))
-    if unknown:
-        raise ConfigError(
-            f"{where}: class(es) {', '.join(map(repr, unknown))} are not labels of the model "
-            f"({', '.join(labels)}); fix the spelling or pass a door map for this model (--doors)"
-        )
-    return [label for label in labels if label not in doors.classes]
-
-
-def load_door_map(path: str | Path | None = None) -> DoorMap:
-    """Read a door map YAML; None reads the bundled one (the paper's three doors)."""
-    if path is None:
-        path = Path(__file__).resolve().parents[1] / "assets" / "doors.yaml"
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read door map ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    return parse_door_map(data, str(path))
 
 
 @dataclass

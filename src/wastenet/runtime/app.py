@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_MODEL = ASSETS / "model" / "wastenet-lite0.onnx"
 DEFAULT_SAMPLES = ASSETS / "samples"
-DEFAULT_DOORS = ASSETS / "doors.yaml"
 SAMPLE_REPLAY = {"fps": 15, "hold": 15, "gap": 8}  # each sample in view for 1 s, 0.5 s apart
 
 
@@ -291,9 +290,9 @@ def _stuck_handler(record: dict, loop, actuator, writer) -> Callable[[str], None
 
 def _load_doors(opts: BinOptions, engine, print_fn: Callable[[str], None]):
     """The door map, its class names checked against the model's labels once, at start-up."""
-    from wastenet.runtime.actuators import check_door_classes, load_door_map
+    from wastenet.runtime.doors import BUNDLED_DOORS, check_door_classes, load_door_map
 
-    path = opts.doors or DEFAULT_DOORS
+    path = opts.doors or BUNDLED_DOORS
     doors = load_door_map(path)
     missing = check_door_classes(doors, list(engine.meta.labels), str(path))
     if missing:

@@ -17,7 +17,8 @@ import numpy as np
 
 from wastenet.classes import NOT_SURE
 from wastenet.preprocess import object_window, preprocess
-from wastenet.runtime.actuators import Actuator, DoorMap
+from wastenet.runtime.actuators import Actuator
+from wastenet.runtime.doors import DoorMap
 from wastenet.runtime.events import Actuation, FrameResult, RunSummary
 from wastenet.runtime.gate import PresenceGate
 from wastenet.runtime.sources import FrameSource
