@@ -37,9 +37,8 @@ import threading
 import time
 from pathlib import Path
 
-from wastenet.accelerate.cpu import cpu_flags
 from wastenet.analysis.report_benchmarks import soak_checks
-from wastenet.provenance import provenance
+from wastenet.provenance import cpu_flags, cpu_model, provenance
 from wastenet.runtime.app import DEFAULT_SAMPLES
 from wastenet.runtime.timings import KEEP
 
@@ -142,14 +141,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("model name", "Model", "Hardware"):
-            return value.strip()
-    return "unknown"
 
 
 def soak(args, work: Path) -> dict:

@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from wastenet.accelerate.cpu import cpu_flags, int8_saturation_risk
+from wastenet.accelerate.cpu import int8_saturation_risk
+from wastenet.provenance import cpu_flags
 
 EPYC_AVX2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma\n"
 ICELAKE = "processor\t: 0\nflags\t\t: fpu avx avx2 avx512f avx512_vnni\n"

@@ -48,7 +48,7 @@ def _read(path: str) -> str:
         return ""
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     for line in _read("/proc/cpuinfo").splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("model name", "Model", "Hardware") and value.strip():
@@ -65,15 +65,20 @@ SIMD_FEATURES = (
 )  # fmt: skip
 
 
-def simd_features(cpuinfo: str | None = None) -> str:
-    """'AVX2 + AVX-512 + VNNI + BF16' from /proc/cpuinfo's flags; '' where unknown."""
+def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo text (this machine's when None); None
+    where that is unknown."""
     text = _read("/proc/cpuinfo") if cpuinfo is None else cpuinfo
-    flags: set[str] = set()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("flags", "Features"):
-            flags = set(value.split())
-            break
+            return set(value.split())
+    return None
+
+
+def simd_features(cpuinfo: str | None = None) -> str:
+    """'AVX2 + AVX-512 + VNNI + BF16' from /proc/cpuinfo's flags; '' where unknown."""
+    flags = cpu_flags(cpuinfo) or set()
     return " + ".join(name for flag, name in SIMD_FEATURES if flag in flags)
 
 
@@ -99,7 +104,7 @@ def machine() -> str:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 0
-    parts = [p for p in (_read("/proc/device-tree/model"), _cpu_model()) if p]
+    parts = [p for p in (_read("/proc/device-tree/model"), cpu_model()) if p]
     parts = parts or [platform.machine() or "unknown CPU"]
     parts.append(f"{cores} cores")
     parts += [f for f in (simd_features(),) if f]

@@ -13,24 +13,10 @@ the CPU that will run it.
 from __future__ import annotations
 
 import platform
-from pathlib import Path
+
+from wastenet.provenance import cpu_flags
 
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
-CPUINFO = Path("/proc/cpuinfo")
-
-
-def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
-    """The CPU's feature flags from /proc/cpuinfo text; None where that is unknown."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = CPUINFO.read_text(errors="replace")
-        except OSError:
-            return None
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return set(value.split())
-    return None
 
 
 def int8_saturation_risk(flags: set[str] | None = None, machine: str | None = None) -> bool:

@@ -31,10 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from wastenet.accelerate.cpu import cpu_flags, int8_saturation_risk
+from wastenet.accelerate.cpu import int8_saturation_risk
 from wastenet.accelerate.formats import FORMATS, format_for_path
 from wastenet.data.cache import default_cache_dir
 from wastenet.errors import ModelFileError
+from wastenet.provenance import cpu_flags
 
 log = logging.getLogger(__name__)
 

@@ -76,7 +76,7 @@ def loader_workers(workers: int | str, cuda: bool) -> int:
 
 
 def cpu_has_fast_bf16() -> bool:
-    from wastenet.accelerate.cpu import cpu_flags
+    from wastenet.provenance import cpu_flags
 
     return bool((cpu_flags() or set()) & {"avx512_bf16", "amx_bf16"})
 
