@@ -71,7 +71,8 @@ def compare(old: Path, new: Path, manifest: Path, splits: list[str], sources: li
     items = [it for s in splits for it in m.items(split=s) if it.source in wanted]
     ood = [it for it in m.items(split="ood") if it.source in wanted]  # never trained on
     ood_sources = np.array([it.source for it in ood])
-    inside = np.array([it.source in set(in_distribution or ()) for it in items])
+    trained_by_both = set(in_distribution or ())
+    inside = np.array([it.source in trained_by_both for it in items])
     hits, not_sure, separation = {}, {}, {}
     for key, path in (("old", old), ("new", new)):
         with load_engine(path) as engine:

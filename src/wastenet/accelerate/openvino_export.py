@@ -146,7 +146,7 @@ def _compile(model):
 
 def _agreement(a_model, b_model, calib: CalibrationSet) -> float:
     fa, fb = _compile(a_model), _compile(b_model)
-    batches = list(calib.batches())
+    batches = calib.batches()
     return agreement(
         np.concatenate([fa(x)[fa.output(0)] for x in batches]),
         np.concatenate([fb(x)[fb.output(0)] for x in batches]),

@@ -23,7 +23,7 @@ from wastenet.analysis.report_model import (
     pct,
     pct_ci,
 )
-from wastenet.runtime.timings import STAGES
+from wastenet.runtime.timings import stage_order
 
 COMMAND = "wastenet report --out runs/report --benchmarks-md BENCHMARKS.md"
 OTHER_DEVICES = (
@@ -268,8 +268,7 @@ def loop_lines(inputs: Inputs) -> list[str]:
 def stage_lines(rows: list[dict]) -> list[str]:
     """Median milliseconds per loop stage, gate off (every frame through every stage)."""
     rows = [r for r in rows if not r["gate"] and r.get("stage_ms")]
-    seen = {k for r in rows for k in r["stage_ms"]}
-    stages = [k for k in STAGES if k in seen] + sorted(seen - set(STAGES))  # the loop's order
+    stages = stage_order(k for r in rows for k in r["stage_ms"])
     if not rows or not stages:
         return []
     lines = [

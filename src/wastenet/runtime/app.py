@@ -88,9 +88,8 @@ class BinOptions:
         if self.store:
             from wastenet.runtime.store import SamplePolicy
 
-            SamplePolicy.parse(
-                self.store_policy
-            )  # its syntax only: the threshold comes with the model
+            # its syntax only: the "uncertain" threshold comes with the model, loaded later
+            SamplePolicy.parse(self.store_policy)
 
 
 def not_sure_below(opts: BinOptions, engine) -> float:

@@ -34,6 +34,12 @@ MAX_BYTES, KEEP = 10_000_000, 3  # each log file rotates at 10 MB, 3 older ones 
 STAGES = ("capture", "gate", "preprocess", "inference", "vote", "actuate", "display", "store")
 
 
+def stage_order(names) -> list[str]:
+    """Stage names in the loop's order; any others (a benchmark's own) after, sorted."""
+    names = set(names)
+    return [s for s in STAGES if s in names] + sorted(names - set(STAGES))
+
+
 class StageStats:
     """Totals for every stage plus the last ``keep`` samples for medians: memory stays flat."""
 
@@ -52,7 +58,7 @@ class StageStats:
     def summary(self) -> dict[str, dict[str, float]]:
         """Per stage: frames it ran on, median and mean ms, and its share of all stage time."""
         grand = sum(self.total.values()) or 1.0
-        order = [s for s in STAGES if s in self.total] + sorted(set(self.total) - set(STAGES))
+        order = stage_order(self.total)
         return {
             name: {
                 "frames": self.count[name],
