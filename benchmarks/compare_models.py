@@ -7,7 +7,8 @@ Pools the given splits of the given sources (val + test: twice the evidence of t
 alone), scores both engines with the one scorer (set-aware top-1), and reports each
 model's accuracy with its Wilson interval, per source and pooled, the difference and
 the exact McNemar p-value of the items only one of them got right; the sources' OOD
-items (never trained on) give each model's "not sure" rate at its card's threshold,
+items outside the train split's photo groups (never trained on, even by outlier
+exposure) give each model's "not sure" rate at its card's threshold,
 next to its refusals on the scored items. With ``--in-distribution SOURCE ...`` (the
 sources both models trained on) it also measures how well each model's top probability
 separates OOD items from those sources' items, whatever the threshold: the AUROC, and
@@ -69,7 +70,7 @@ def compare(old: Path, new: Path, manifest: Path, splits: list[str], sources: li
     m = load_manifest(manifest)
     wanted = set(sources or m.source_names)
     items = [it for s in splits for it in m.items(split=s) if it.source in wanted]
-    ood = [it for it in m.items(split="ood") if it.source in wanted]  # never trained on
+    ood = [it for it in m.ood_items(training=False) if it.source in wanted]  # never trained on
     ood_sources = np.array([it.source for it in ood])
     trained_by_both = set(in_distribution or ())
     inside = np.array([it.source in trained_by_both for it in items])

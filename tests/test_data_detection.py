@@ -135,6 +135,11 @@ def test_detection_split_class_map_min_size_and_one_photo_per_split(det_yaml, tm
     for it in items:
         by_photo[photo_group(Path(it.origin["photo"]))].add(it.split)
     assert all(len(splits) == 1 for splits in by_photo.values())
+    # An outlier crop (Cable) follows its photo's split, so outlier exposure never trains
+    # on a photo that is scored; every outlier has one.
+    for it in ood:
+        assert it.ood_split in ("train", "val", "test")
+        assert by_photo.get(photo_group(Path(it.origin["photo"])), {it.ood_split}) == {it.ood_split}
     assert {s for splits in by_photo.values() for s in splits} == {"train", "val", "test"}
     # What was kept and dropped is reported per dataset class.
     det = result.validation["detection"][0]

@@ -129,10 +129,11 @@ def test_engine_errors(tmp_path, items, net):
         open_engine(odd)
 
     class OneSplit:
-        ood = []
-
         def items(self, split=None):
             return items
+
+        def ood_items(self, training):
+            return []
 
     shuffled = BundleMeta("tiny-seq", list(reversed(CLASSES)), list(SIZE_HW), [0.5] * 3, [0.25] * 3)
     with pytest.raises(WasteNetError, match="not WasteNet's classes"):

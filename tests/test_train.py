@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from safetensors.torch import load_file
 from conftest import make_image_folder
 from wastenet.classes import CLASSES
 from wastenet.cli import main as cli_main
+from wastenet.data.manifest import load_manifest
 from wastenet.data.split import build_split
 from wastenet.errors import ConfigError
 from wastenet.evaluate.metrics import score
@@ -521,8 +523,28 @@ def test_ood_weight_adds_the_training_sources_outliers(tmp_path_factory, tmp_pat
     ctx = RunContext(cfg, tmp_path / "ctx", progress=False)
     data = ctx.train_data(cfg.phases[0])
     outliers = [it for it in data.items if not it.labels]
-    assert len(outliers) == 6 and {it.source for it in outliers} == {"alpha"}
+    # Only the outliers whose photo groups fell in the train split (4 of alpha's 6):
+    # the others stay unseen, for scoring "not sure".
+    m = load_manifest(manifest)
+    assert sorted(it.path for it in outliers) == sorted(
+        it.path for it in m.ood_items(training=True, source="alpha")
+    )
+    assert len(outliers) == 4 and {it.ood_split for it in outliers} == {"train"}
+    assert {it.ood_split for it in m.ood_items(training=False, source="alpha")} == {"val", "test"}
     assert not data.masks[[i for i, it in enumerate(data.items) if not it.labels]].any()
+    ctx.close()
+    # A manifest made before outliers had a split cannot say which are safe to train on.
+    old = json.loads(manifest.read_text())
+    for d in old["ood"]:
+        del d["ood_split"]
+    del old["hash"]
+    older = tmp / "older.json"
+    older.write_text(json.dumps(old))
+    ctx = RunContext(
+        tiny_config(older, tmp_path, ood_weight=0.5), tmp_path / "ctx2", progress=False
+    )
+    with pytest.raises(ConfigError, match="before out-of-distribution items had a split"):
+        ctx.train_data(cfg.phases[0])
     ctx.close()
     train(tiny_config(manifest, tmp_path, ood_weight=0.5, calibrate=False), tmp_path / "run",
           progress=False)  # fmt: skip

@@ -33,6 +33,9 @@ class Item:
     converted: tuple[str, ...] = ()  # what reading does to it (grayscale -> RGB, ...)
     phash: str = ""  # canonical (rotation/flip-invariant) perceptual hash, hex
     origin: dict | None = field(default=None, compare=False, hash=False)  # a crop's photo, box
+    # out-of-distribution items: the split their photo's group fell in. Outlier exposure
+    # trains on "train" only; scoring uses the rest (and None: manifests made before).
+    ood_split: str | None = None
 
     @property
     def label(self) -> str:
@@ -54,6 +57,8 @@ class Item:
             out["phash"] = self.phash
         if self.origin:
             out["origin"] = self.origin
+        if self.ood_split:
+            out["ood_split"] = self.ood_split
         return out
 
     @classmethod
@@ -68,6 +73,7 @@ class Item:
             converted=tuple(d.get("converted") or ()),
             phash=str(d.get("phash") or ""),
             origin=d.get("origin") or None,
+            ood_split=d.get("ood_split") or None,
         )
 
 
@@ -75,8 +81,10 @@ def content_hash(items: list[Item], ood: list[Item], seed: int) -> str:
     """sha256 over what matters for training: paths, labels, bytes, split, fold, seed."""
     digest = hashlib.sha256(f"wastenet-manifest-v{FORMAT_VERSION};seed={seed}\n".encode())
     for it in [*items, *ood]:
-        line = f"{it.path}\t{it.source}\t{it.label}\t{it.sha256}\t{it.split}\t{it.fold}\n"
-        digest.update(line.encode())
+        line = f"{it.path}\t{it.source}\t{it.label}\t{it.sha256}\t{it.split}\t{it.fold}"
+        if it.ood_split:  # absent from older manifests, whose hashes stay as they were
+            line += f"\t{it.ood_split}"
+        digest.update(f"{line}\n".encode())
     return digest.hexdigest()
 
 
@@ -103,6 +111,16 @@ class Manifest:
             it
             for it in pool
             if (split is None or it.split == split) and (source is None or it.source == source)
+        ]
+
+    def ood_items(self, *, training: bool, source: str | None = None) -> list[Item]:
+        """Out-of-distribution items for outlier exposure (``training``: photo groups in
+        the train split) or for scoring (every other one, so no model is scored on an
+        outlier it was trained on)."""
+        return [
+            it
+            for it in self.ood
+            if (it.ood_split == "train") == training and (source is None or it.source == source)
         ]
 
     @property

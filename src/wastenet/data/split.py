@@ -170,6 +170,7 @@ def build_split(
             converted=tuple(c.converted),
             phash=_hex(canonical_hash(np.array(c.phashes, dtype=np.uint64))),
             origin=f.origin,
+            ood_split=split if is_ood else None,
         )
         (ood if is_ood else items).append(item)
     elapsed = time.perf_counter() - t0

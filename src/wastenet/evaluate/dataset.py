@@ -1,8 +1,8 @@
 """The edge between evaluation and the data stage: manifest items in, images out.
 
 Evaluation needs only ``item.path``, ``item.source`` and ``item.labels`` (a tuple of
-class names), plus ``Manifest.items(split=...)`` and ``Manifest.ood``; anything
-shaped like that works, which keeps the metrics testable on their own.
+class names), plus ``Manifest.items(split=...)`` and ``Manifest.ood_items(...)``;
+anything shaped like that works, which keeps the metrics testable on their own.
 """
 
 from __future__ import annotations

@@ -51,7 +51,8 @@ def evaluate_model(
 ) -> dict:
     """Score ``engine`` on ``manifest``'s ``split`` (+ its OOD items); optionally write files.
 
-    ``manifest`` needs ``items(split=...)`` and ``ood`` (the data stage's Manifest).
+    ``manifest`` needs ``items(split=...)`` and ``ood_items(training=False)`` (the data
+    stage's Manifest).
     ``limit`` caps the items per source (a quick look, not a result to quote).
     """
     log = log or (lambda _msg: None)
@@ -68,7 +69,7 @@ def evaluate_model(
     if not pred.items:
         raise WasteNetError(f"none of the {split!r} images could be read")
     ood = predict_items(
-        engine, limit_items(list(getattr(manifest, "ood", []) or []), limit), batch_size, cache_dir
+        engine, limit_items(manifest.ood_items(training=False), limit), batch_size, cache_dir
     )
     report: dict = score_predictions(
         pred.probs, pred.label_sets, pred.sources, threshold, ood.probs if ood.items else None

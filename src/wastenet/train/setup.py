@@ -221,6 +221,17 @@ class RunContext:
                 items = [it for it in items if it.source in chosen]
         return items
 
+    def _outliers_for_training(self, sources: list[str] | None) -> list:
+        """The run's out-of-distribution items whose photo groups are in the train split."""
+        items = self._of_run("ood", sources)
+        if any(it.ood_split is None for it in items):
+            raise ConfigError(
+                f"ood_weight: {self.cfg.manifest} was made before out-of-distribution items "
+                "had a split, so training on them would leak into scoring; run 'wastenet "
+                "data split' again (same sources and seed keep every other assignment)"
+            )
+        return [it for it in items if it.ood_split == "train"]
+
     def _items(self, split: str, sources: list[str] | None = None):
         """A split's items of the run; none is an error."""
         items = self._of_run(split, sources)
@@ -244,7 +255,7 @@ class RunContext:
         if key not in self._train:
             items = self._items("train", phase.sources)
             if self.cfg.ood_weight > 0:
-                items += self._of_run("ood", phase.sources)
+                items += self._outliers_for_training(phase.sources)
             rows = weighted_rows(items, self.cfg.source_weights, self.cfg.seed)
             self._train[key] = CachedImages(
                 items, self._cache(items, pct), self._augment, self.cfg.seed, rows
