@@ -41,7 +41,8 @@ class TrainConfig:
     # epoch, trained toward a uniform answer with this weight (the bin's "not sure").
     ood_weight: float = 0.0
     ema_decay: float | None = None  # e.g. 0.998: validate and ship an EMA of the weights
-    teachers: list[str] | None = None  # bundles to distil from (their mean soft labels)
+    teachers: list[str] | None = None  # bundles or artifacts to distil from (mean soft labels)
+    distill_sources: list[str] | None = None  # teach only these sources' items (default: all)
     distill_weight: float = 0.5  # share of the distillation term in the loss
     distill_temperature: float = 2.0
     phases: list[PhaseConfig] = field(
@@ -101,6 +102,8 @@ class TrainConfig:
             isinstance(self.workers, (str, bool)) or int(self.workers) < 0
         ):
             raise ConfigError(f"workers must be 'auto' or a count >= 0, not {self.workers!r}")
+        if self.distill_sources is not None and not self.teachers:
+            raise ConfigError("distill_sources needs teachers to teach them")
         if not 0.0 <= self.distill_weight <= 1.0:
             raise ConfigError(f"distill_weight must be in [0, 1], not {self.distill_weight}")
         if self.distill_temperature <= 0:

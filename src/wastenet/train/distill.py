@@ -6,51 +6,91 @@ Hinton et al. 2015: the loss adds ``w * T^2 * KL(p_teachers^T || p_student^T)`` 
 sees (same augmentation), each normalised with its own mean and std, so a bigger or
 differently-trained model (or an ensemble: compare_errors.py measures what averaging
 two models buys) can be folded into the small model that ships.
+
+A teacher is a ``.safetensors`` bundle or an exported artifact (an ONNX, an OpenVINO
+model: a shipped model whose weights file is gone still teaches). An artifact outputs
+calibrated probabilities ``softmax(z / T_cal)``; ``softmax(log p * T_cal / T)`` recovers
+``softmax(z / T)`` exactly. ``distill_sources`` limits the teaching to the items of some
+sources (a shipped model teaches what it knew while the student learns a new source
+from its labels alone): the other rows keep the plain loss.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from wastenet.classes import CLASSES
-from wastenet.errors import ConfigError
+from wastenet.errors import ConfigError, WasteNetError
+from wastenet.preprocess import normalize
 from wastenet.train.data import to_input
+
+TINY = np.finfo(np.float32).tiny  # the smallest probability whose log is finite
 
 
 def distill_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float):
-    """Mean over the batch of T^2 * KL(teacher || student), both softened by T."""
+    """Per row: T^2 * KL(teacher || student), both softened by T."""
     log_student = torch.log_softmax(student_logits.float() / temperature, dim=1)
-    kl = torch.nn.functional.kl_div(log_student, teacher_probs.float(), reduction="batchmean")
+    teacher = teacher_probs.float()
+    kl = (teacher * (torch.log(teacher.clamp_min(1e-12)) - log_student)).sum(dim=1)
     return kl * temperature**2
 
 
 class Teachers:
-    """Frozen teacher bundles; ``probs(uint8 NHWC batch)`` is their mean softened output."""
+    """Frozen teachers; ``probs(uint8 NHWC batch)`` is their mean softened output."""
 
     def __init__(self, paths: list[str], temperature: float, device):
-        from wastenet.models import load_bundle
-
         self.temperature = temperature
         self.models = []
+        self.device = device
         for path in paths:
             if not Path(path).exists():
-                raise ConfigError(f"teacher {path}: no such bundle")
-            model, meta = load_bundle(path, map_location=str(device))
-            if list(meta.labels) != list(CLASSES):
-                raise ConfigError(f"teacher {path}: its classes {meta.labels} are not {CLASSES}")
-            model = model.to(device).eval().requires_grad_(False)
-            self.models.append((model, meta))
-        self.device = device
+                raise ConfigError(f"teacher {path}: no such bundle or model file")
+            if Path(path).suffix == ".safetensors":
+                teacher = self._bundle(path)
+            else:
+                teacher = self._artifact(path)
+            if list(teacher[1].labels) != list(CLASSES):
+                raise ConfigError(
+                    f"teacher {path}: its classes {teacher[1].labels} are not {CLASSES}"
+                )
+            self.models.append(teacher)
+
+    def _bundle(self, path: str):
+        from wastenet.models import load_bundle
+
+        model, meta = load_bundle(path, map_location=str(self.device))
+        return model.to(self.device).eval().requires_grad_(False), meta
+
+    @staticmethod
+    def _artifact(path: str):
+        from wastenet.accelerate import load_engine
+
+        try:
+            engine = load_engine(path)
+        except WasteNetError as exc:
+            raise ConfigError(f"teacher {path}: {exc}") from exc
+        return engine, engine.meta
 
     @torch.no_grad()  # not inference_mode: the loss keeps these probabilities for backward
     def probs(self, images: torch.Tensor, autocast) -> torch.Tensor:
         total = None
         for model, meta in self.models:
-            x = to_input(images, meta.mean, meta.std, self.device)
-            with autocast():
-                logits = model(x).float()
+            if isinstance(model, torch.nn.Module):
+                x = to_input(images, meta.mean, meta.std, self.device)
+                with autocast():
+                    logits = model(x).float()
+            else:  # an artifact: calibrated probabilities back to logits / T_cal
+                calibrated = model.predict(normalize(images.numpy(), meta.mean, meta.std))
+                logits = torch.from_numpy(np.log(np.maximum(calibrated, TINY)))
+                logits = logits.to(self.device) * float(meta.temperature or 1.0)
             p = torch.softmax(logits / self.temperature, dim=1)
             total = p if total is None else total + p
         return total / len(self.models)
+
+    def close(self) -> None:
+        for model, _ in self.models:
+            if not isinstance(model, torch.nn.Module):
+                model.close()

@@ -70,6 +70,13 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+def taught_rows(data, rows: list[int], sources: list[str] | None, device) -> torch.Tensor:
+    """1.0 for the batch rows the teachers teach (items of ``sources``; all when None)."""
+    if sources is None:
+        return torch.ones(len(rows), device=device)
+    return torch.tensor([float(data.item(r).source in sources) for r in rows], device=device)
+
+
 def _lr_at(cfg: TrainConfig, base_lr: float, step: int, total: int) -> float:
     if cfg.schedule == "cosine" and total > 1:
         return base_lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / total)))
@@ -142,7 +149,7 @@ def _train_epoch(ctx: RunContext, pos: Position, stop: _StopFlag, optimizer) -> 
     bar = ctx.progress(
         total=len(batches), initial=pos.step, desc=f"{phase.name} {pos.epoch + 1}/{phase.epochs}"
     )
-    for images, masks in make_loader(data, todo, ctx.workers):
+    for rows, (images, masks) in zip(todo, make_loader(data, todo, ctx.workers), strict=True):
         lr = _lr_at(cfg, phase.lr, pos.epoch * len(batches) + pos.step, steps_total)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -151,11 +158,12 @@ def _train_epoch(ctx: RunContext, pos: Position, stop: _StopFlag, optimizer) -> 
         with ctx.autocast():
             logits = ctx.model(x)
         y = masks.to(ctx.device)
-        loss = set_label_loss(logits, y, cfg.label_smoothing, cfg.ood_weight)
+        loss = set_label_loss(logits, y, cfg.label_smoothing, cfg.ood_weight, per_row=True)
         if ctx.teachers:
             soft = ctx.teachers.probs(images, ctx.autocast)
-            w = cfg.distill_weight
+            w = cfg.distill_weight * taught_rows(data, rows, cfg.distill_sources, ctx.device)
             loss = (1 - w) * loss + w * distill_loss(logits, soft, cfg.distill_temperature)
+        loss = loss.mean()
         optimizer.zero_grad(set_to_none=True)
         ctx.backward(loss)
         ctx.step(optimizer)

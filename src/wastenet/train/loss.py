@@ -28,9 +28,11 @@ def set_label_loss(
     mask: torch.Tensor,
     label_smoothing: float = 0.0,
     ood_weight: float = 1.0,
+    per_row: bool = False,
 ) -> torch.Tensor:
-    """Mean marginal-likelihood loss over the batch; smoothing mixes in uniform CE; rows
-    with an empty mask (out-of-distribution items) count their uniform CE x ``ood_weight``."""
+    """Mean marginal-likelihood loss over the batch (``per_row``: each row's); smoothing
+    mixes in uniform CE; rows with an empty mask (out-of-distribution items) count their
+    uniform CE x ``ood_weight``."""
     logits = logits.float()
     log_norm = torch.logsumexp(logits, dim=1)
     uniform = log_norm - logits.mean(dim=1)
@@ -40,4 +42,5 @@ def set_label_loss(
     nll = log_norm - torch.logsumexp(masked, dim=1)
     if label_smoothing > 0:
         nll = (1 - label_smoothing) * nll + label_smoothing * uniform
-    return torch.where(ood, ood_weight * uniform, nll).mean()
+    rows = torch.where(ood, ood_weight * uniform, nll)
+    return rows if per_row else rows.mean()

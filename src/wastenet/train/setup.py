@@ -110,6 +110,7 @@ class RunContext:
             "sources": cfg.sources or [],
             "source_weights": list(cfg.source_weights or {}),
             **{f"phase {p.name} sources": p.sources or [] for p in cfg.phases},
+            "distill_sources": cfg.distill_sources or [],
         }
         for setting, names in named.items():
             unknown = set(names) - set(self.manifest.source_names)
@@ -350,5 +351,7 @@ class RunContext:
         return meta.temperature, meta.metrics
 
     def close(self) -> None:
+        if self.teachers:
+            self.teachers.close()
         if self.world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
