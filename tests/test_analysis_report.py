@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from report_fixtures import bench_rows, make_results
+from wastenet import onnx_file
 from wastenet import provenance as prov
 from wastenet.analysis import report_benchmarks, report_inputs, report_render
 from wastenet.cli import main
@@ -110,9 +111,21 @@ def test_onnx_parameters_and_metadata_without_onnx():
     path = report_inputs.BUNDLED / "wastenet-lite0.onnx"
     model = onnx.load(str(path))
     expected = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
-    assert report_inputs.count_onnx_parameters(path) == expected
-    meta = report_inputs.read_onnx_metadata(path)
+    assert onnx_file.count_onnx_parameters(path) == expected
+    meta = onnx_file.read_onnx_metadata(path)
     assert meta == {p.key: p.value for p in model.metadata_props}
+    stored = json.loads(meta["wastenet"])
+    read = onnx_file.read_onnx_meta(path)
+    assert read.source_hash == stored["source_hash"] and read.labels == stored["labels"]
+
+
+def test_onnx_meta_of_a_file_that_is_not_one_is_a_clear_error(tmp_path):
+    from wastenet.errors import ModelFileError
+
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\xff" * 40)
+    with pytest.raises(ModelFileError, match="junk.onnx"):
+        onnx_file.read_onnx_meta(junk)
 
 
 def test_bench_rows_pair_with_the_verify_file_of_the_same_run(tmp_path):

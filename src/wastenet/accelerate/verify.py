@@ -24,6 +24,7 @@ from wastenet.errors import ConfigError, ModelFileError, WasteNetError
 from wastenet.evaluate.metrics import agreement
 from wastenet.evaluate.predict import Predictions, predict_items
 from wastenet.meta import BundleMeta, file_sha256
+from wastenet.onnx_file import read_onnx_meta
 from wastenet.provenance import provenance
 
 BATCH = 16
@@ -88,8 +89,7 @@ def _fp32_onnx_of(path: Path, source_hash: str) -> bool:
     if format_for_path(path).name != "onnx":
         return False
     try:
-        with load_engine(path) as engine:
-            return engine.meta.source_hash == source_hash
+        return read_onnx_meta(path).source_hash == source_hash
     except WasteNetError:
         return False
 
