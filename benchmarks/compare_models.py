@@ -95,6 +95,10 @@ def compare(old: Path, new: Path, manifest: Path, splits: list[str], sources: li
     out = {
         "old": str(old), "new": str(new), "splits": splits, "sources": sorted(wanted),
         "pooled": paired(hits["old"].hits, hits["new"].hits),
+        # the guard-rail: the items of the sources both models trained on, pooled
+        "in_distribution_pooled": (
+            paired(hits["old"].hits[inside], hits["new"].hits[inside]) if inside.any() else None
+        ),
         "per_source": {
             s: paired(hits["old"].hits[source_of == s], hits["new"].hits[source_of == s])
             for s in sorted(set(source_of))
@@ -114,6 +118,9 @@ def table(result: dict) -> str:
         "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |",
     ]
     rows = [*result["per_source"].items(), ("pooled", result["pooled"])]
+    if result.get("in_distribution_pooled"):
+        rows.append((f"pooled {' + '.join(result['in_distribution'])}",
+                     result["in_distribution_pooled"]))  # fmt: skip
     for name, r in rows:
         o, n = r["old"], r["new"]
         lines.append(
