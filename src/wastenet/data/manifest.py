@@ -38,6 +38,11 @@ class Item:
     ood_split: str | None = None
 
     @property
+    def for_outlier_exposure(self) -> bool:
+        """An out-of-distribution item whose photo group is in the train split."""
+        return self.ood_split == "train"
+
+    @property
     def label(self) -> str:
         """The class name for an exact label; ``a+b`` for a set label."""
         return "+".join(self.labels)
@@ -120,7 +125,7 @@ class Manifest:
         return [
             it
             for it in self.ood
-            if (it.ood_split == "train") == training and (source is None or it.source == source)
+            if it.for_outlier_exposure == training and (source is None or it.source == source)
         ]
 
     @property

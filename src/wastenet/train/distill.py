@@ -33,9 +33,8 @@ TINY = np.finfo(np.float32).tiny  # the smallest probability whose log is finite
 def distill_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float):
     """Per row: T^2 * KL(teacher || student), both softened by T."""
     log_student = torch.log_softmax(student_logits.float() / temperature, dim=1)
-    teacher = teacher_probs.float()
-    kl = (teacher * (torch.log(teacher.clamp_min(1e-12)) - log_student)).sum(dim=1)
-    return kl * temperature**2
+    kl = torch.nn.functional.kl_div(log_student, teacher_probs.float(), reduction="none")
+    return kl.sum(dim=1) * temperature**2
 
 
 class Teachers:
@@ -85,7 +84,7 @@ class Teachers:
             else:  # an artifact: calibrated probabilities back to logits / T_cal
                 calibrated = model.predict(normalize(images.numpy(), meta.mean, meta.std))
                 logits = torch.from_numpy(np.log(np.maximum(calibrated, TINY)))
-                logits = logits.to(self.device) * float(meta.temperature or 1.0)
+                logits = logits.to(self.device) * float(meta.temperature)
             p = torch.softmax(logits / self.temperature, dim=1)
             total = p if total is None else total + p
         return total / len(self.models)

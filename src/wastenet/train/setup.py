@@ -231,7 +231,7 @@ class RunContext:
                 "had a split, so training on them would leak into scoring; run 'wastenet "
                 "data split' again (same sources and seed keep every other assignment)"
             )
-        return [it for it in items if it.ood_split == "train"]
+        return [it for it in items if it.for_outlier_exposure]
 
     def _items(self, split: str, sources: list[str] | None = None):
         """A split's items of the run; none is an error."""
