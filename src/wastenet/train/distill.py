@@ -37,59 +37,73 @@ def distill_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temp
     return kl.sum(dim=1) * temperature**2
 
 
+class _BundleTeacher:
+    """A ``.safetensors`` bundle, run by torch on the training device."""
+
+    def __init__(self, path: str, device):
+        from wastenet.models import load_bundle
+
+        model, self.meta = load_bundle(path, map_location=str(device))
+        self.model = model.to(device).eval().requires_grad_(False)
+        self.device = device
+
+    def logits(self, images: torch.Tensor, autocast) -> torch.Tensor:
+        x = to_input(images, self.meta.mean, self.meta.std, self.device)
+        with autocast():
+            return self.model(x).float()
+
+    def close(self) -> None:
+        """Nothing to release: torch frees the weights with the object."""
+
+
+class _ArtifactTeacher:
+    """An exported model (ONNX, OpenVINO): calibrated probabilities back to logits / T_cal."""
+
+    def __init__(self, path: str, device):
+        from wastenet.accelerate import load_engine
+
+        try:
+            self.engine = load_engine(path)
+        except WasteNetError as exc:
+            raise ConfigError(f"teacher {path}: {exc}") from exc
+        self.meta = self.engine.meta
+        self.device = device
+
+    def logits(self, images: torch.Tensor, autocast) -> torch.Tensor:
+        calibrated = self.engine.predict(normalize(images.numpy(), self.meta.mean, self.meta.std))
+        logits = torch.from_numpy(np.log(np.maximum(calibrated, TINY)))
+        return logits.to(self.device) * float(self.meta.temperature)
+
+    def close(self) -> None:
+        self.engine.close()
+
+
 class Teachers:
     """Frozen teachers; ``probs(uint8 NHWC batch)`` is their mean softened output."""
 
     def __init__(self, paths: list[str], temperature: float, device):
         self.temperature = temperature
-        self.models = []
-        self.device = device
+        self.models: list[_BundleTeacher | _ArtifactTeacher] = []
         for path in paths:
             if not Path(path).exists():
                 raise ConfigError(f"teacher {path}: no such bundle or model file")
-            if Path(path).suffix == ".safetensors":
-                teacher = self._bundle(path)
-            else:
-                teacher = self._artifact(path)
-            if list(teacher[1].labels) != list(CLASSES):
+            kind = _BundleTeacher if Path(path).suffix == ".safetensors" else _ArtifactTeacher
+            teacher = kind(path, device)
+            if list(teacher.meta.labels) != list(CLASSES):
+                teacher.close()
                 raise ConfigError(
-                    f"teacher {path}: its classes {teacher[1].labels} are not {CLASSES}"
+                    f"teacher {path}: its classes {teacher.meta.labels} are not {CLASSES}"
                 )
             self.models.append(teacher)
-
-    def _bundle(self, path: str):
-        from wastenet.models import load_bundle
-
-        model, meta = load_bundle(path, map_location=str(self.device))
-        return model.to(self.device).eval().requires_grad_(False), meta
-
-    @staticmethod
-    def _artifact(path: str):
-        from wastenet.accelerate import load_engine
-
-        try:
-            engine = load_engine(path)
-        except WasteNetError as exc:
-            raise ConfigError(f"teacher {path}: {exc}") from exc
-        return engine, engine.meta
 
     @torch.no_grad()  # not inference_mode: the loss keeps these probabilities for backward
     def probs(self, images: torch.Tensor, autocast) -> torch.Tensor:
         total = None
-        for model, meta in self.models:
-            if isinstance(model, torch.nn.Module):
-                x = to_input(images, meta.mean, meta.std, self.device)
-                with autocast():
-                    logits = model(x).float()
-            else:  # an artifact: calibrated probabilities back to logits / T_cal
-                calibrated = model.predict(normalize(images.numpy(), meta.mean, meta.std))
-                logits = torch.from_numpy(np.log(np.maximum(calibrated, TINY)))
-                logits = logits.to(self.device) * float(meta.temperature)
-            p = torch.softmax(logits / self.temperature, dim=1)
+        for teacher in self.models:
+            p = torch.softmax(teacher.logits(images, autocast) / self.temperature, dim=1)
             total = p if total is None else total + p
         return total / len(self.models)
 
     def close(self) -> None:
-        for model, _ in self.models:
-            if not isinstance(model, torch.nn.Module):
-                model.close()
+        for teacher in self.models:
+            teacher.close()
