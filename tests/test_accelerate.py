@@ -11,7 +11,7 @@ import pytest
 
 from conftest import make_image_folder
 from wastenet.accelerate import FORMATS, format_for_path, get_format, load_engine
-from wastenet.accelerate.calibration import CalibrationSet, images_from_folder
+from wastenet.accelerate.calibration import CalibrationSet, images_from_folder, images_from_manifest
 from wastenet.classes import CLASSES
 from wastenet.errors import ConfigError, ModelFileError
 from wastenet.meta import BundleMeta
@@ -305,3 +305,27 @@ def test_bench_labels_tell_two_artifacts_of_one_format_apart():
     labels = row_labels(rows)
     assert labels[0] == "onnx" and len(set(labels)) == 3
     assert "plain/m.int8.xml" in labels[1] and "controlled/m.int8.xml" in labels[2]
+
+
+def test_int8_calibration_and_its_accuracy_control_keep_to_the_training_sources(tmp_path):
+    """A source the model never trained on (a held-out test source) gives INT8 neither its
+    calibration images nor the val images its accuracy control measures."""
+    import dataclasses
+
+    from wastenet.accelerate.openvino_export import ValidationSet
+    from wastenet.data.manifest import Manifest, load_manifest
+
+    manifest = _tiny_manifest(tmp_path)
+    items = load_manifest(manifest).all_items
+    held_out = [dataclasses.replace(it, source="held-out") for it in items]
+    both_path = Manifest(all_items=[*items, *held_out]).save(tmp_path / "both.json")
+    meta = BundleMeta("tiny", list(CLASSES), [H, W], [0.5] * 3, [0.25] * 3)
+    everything = CalibrationSet.from_source(meta, both_path, count=1000)
+    assert len(everything) == 2 * len(images_from_manifest(manifest))  # no training record
+    trained = dataclasses.replace(meta, train_config={"sources": ["tiny"]})
+    calib = CalibrationSet.from_source(trained, both_path, count=1000)
+    assert len(calib) == len(images_from_manifest(manifest))
+    assert len(ValidationSet(both_path, trained)) == len(ValidationSet(manifest, meta))
+    never = dataclasses.replace(meta, train_config={"sources": ["elsewhere"]})
+    with pytest.raises(ConfigError, match="no train images of elsewhere to calibrate on"):
+        CalibrationSet.from_source(never, both_path)

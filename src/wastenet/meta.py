@@ -51,6 +51,14 @@ class BundleMeta:
     def width(self) -> int:
         return int(self.input_size[1])
 
+    @property
+    def trained_sources(self) -> list[str] | None:
+        """The manifest sources the model was trained on (None: every source, or unknown).
+        Steps that still fit something to data (INT8 calibration and its accuracy control)
+        use only these, so a source held out of training stays unseen."""
+        sources = self.train_config.get("sources")
+        return list(sources) if sources else None
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 

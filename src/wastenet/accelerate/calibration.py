@@ -22,13 +22,13 @@ from wastenet.preprocess import preprocess
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
-def images_from_manifest(manifest_path: str | Path, split: str = "train") -> list[Path]:
-    from wastenet.data.manifest import load_manifest
+def images_from_manifest(
+    manifest_path: str | Path, split: str = "train", sources: list[str] | None = None
+) -> list[Path]:
+    """The split's images, of ``sources`` only when given (a model's training sources)."""
+    from wastenet.accelerate.verify import load_split
 
-    items = load_manifest(manifest_path).items(split=split)
-    if not items:
-        raise ConfigError(f"{manifest_path}: has no {split} images to calibrate on")
-    return [Path(item.path) for item in items]
+    return [Path(item.path) for item in load_split(manifest_path, split, sources, "calibrate")]
 
 
 def images_from_folder(folder: str | Path) -> list[Path]:
@@ -70,7 +70,7 @@ class CalibrationSet:
         split: str = "train",
     ) -> CalibrationSet:
         if manifest is not None:
-            paths = images_from_manifest(manifest, split)
+            paths = images_from_manifest(manifest, split, meta.trained_sources)
         elif folder is not None:
             paths = images_from_folder(folder)
         else:

@@ -18,10 +18,12 @@ EXPORT_EPILOG = """examples:
 
 Artifacts go beside the bundle (or into --out) as <stem><suffix>; every one carries
 the bundle metadata and the bundle's sha256. INT8 formats calibrate on real images
-from the manifest's train split (or --calib-images FOLDER), never on random data.
+from the manifest's train split (or --calib-images FOLDER), never on random data; of
+the sources the model was trained on only, so a source held out of training stays unseen.
 --exclude keeps layers in float: node names, 'first', 'last', or 'auto' (drop the
 noisiest layers until INT8 agrees with FP32 on the calibration images).
---max-drop (openvino-int8) measures top-1 on the manifest's val split and returns the
+--max-drop (openvino-int8) measures top-1 on the manifest's val split (the model's
+training sources) and returns the
 costliest layers to float until INT8 is within that many points of FP32.
 """
 

@@ -95,7 +95,7 @@ class ValidationSet:
     def __init__(self, manifest: str | Path, meta: BundleMeta, split: str = "val") -> None:
         from wastenet.accelerate.verify import load_split
 
-        items = load_split(manifest, split)
+        items = load_split(manifest, split, meta.trained_sources, "measure INT8's accuracy")
         images = CalibrationSet([Path(item.path) for item in items], meta).batches()
         self.labels = tuple(meta.labels)
         masks = label_masks([item.labels for item in items], self.labels)

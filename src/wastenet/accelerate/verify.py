@@ -94,15 +94,24 @@ def _fp32_onnx_of(path: Path, source_hash: str) -> bool:
         return False
 
 
-def load_split(manifest: str | Path, split: str | Sequence[str]) -> list:
-    """The items of one split, or of several pooled (as ``("val", "test")``)."""
+def load_split(
+    manifest: str | Path,
+    split: str | Sequence[str],
+    sources: Sequence[str] | None = None,
+    purpose: str = "verify",
+) -> list:
+    """The items of one split, or of several pooled (as ``("val", "test")``), of
+    ``sources`` only when given."""
     from wastenet.data.manifest import load_manifest
 
     splits = [split] if isinstance(split, str) else list(split)
     m = load_manifest(manifest)
     items = [it for name in splits for it in m.items(split=name)]
+    if sources:
+        items = [it for it in items if it.source in sources]
     if not items:
-        raise ConfigError(f"{manifest}: no {' + '.join(splits)} images to verify on")
+        of = f" of {', '.join(sources)}" if sources else ""
+        raise ConfigError(f"{manifest}: no {' + '.join(splits)} images{of} to {purpose} on")
     return items
 
 
