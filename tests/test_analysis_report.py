@@ -13,7 +13,7 @@ import pytest
 from report_fixtures import bench_rows, make_results
 from wastenet import onnx_file
 from wastenet import provenance as prov
-from wastenet.analysis import report_benchmarks, report_inputs, report_render
+from wastenet.analysis import report_benchmarks, report_inputs, report_render, report_shipped
 from wastenet.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -246,3 +246,47 @@ def test_machine_line_names_the_cpu_features_timings_depend_on():
     assert prov.simd_features("flags\t: fpu sse4_2 avx2 fma\n") == "AVX2"  # no VNNI: said so
     assert prov.simd_features("Features\t: fp asimd asimddp crc32\n") == "NEON + dot product"
     assert prov.simd_features("") == ""
+
+
+def test_the_page_shows_only_the_shipped_models_scores_on_unseen_sources(tmp_path):
+    """A ``wastenet shift --model`` result of an earlier model (kept under models/previous/)
+    is not the shipped model's: the page leaves it to the experiments."""
+
+    def shift(model: str, top1: float) -> dict:
+        scored = {"muell": {"n": 409, "top1_set": top1, "top1_set_ci95": [top1 - 0.03, top1]}}
+        fold = {"name": "model", "model": model, "status": "existing", "scored": scored}
+        return {"format_version": 1, "mode": "existing", "recipes": [], "folds": [fold],
+                "summary": {}, "threshold": 0.7}  # fmt: skip
+
+    (tmp_path / "shipped.json").write_text(
+        json.dumps(shift("src/wastenet/assets/model/wastenet-lite0.onnx", 0.861))
+    )
+    (tmp_path / "previous.json").write_text(
+        json.dumps(shift("models/previous/wastenet-lite0-trashnet-web-mixed.onnx", 0.905))
+    )
+    inputs = report_inputs.collect([tmp_path], defaults=False)
+    assert sorted(s.kind for s in inputs.sources) == ["shift", "shift"]
+    section = "\n".join(report_shipped.unseen_lines(inputs))
+    assert "| muell | 409 | 86.1 %" in section and "90.5 %" not in section
+
+
+def test_the_pairing_with_the_previous_model_is_the_shipped_models_only(tmp_path):
+    def compare(new: str, diff: float) -> dict:
+        row = {"n": 1077, "difference_points": diff, "mcnemar_p": 0.14,
+               "old": {"accuracy": 95.2}, "new": {"accuracy": 95.2 + diff}}  # fmt: skip
+        return {"old": "models/previous/old.onnx", "new": new, "splits": ["val", "test"],
+                "pooled": row, "per_source": {"trashnet": row}, "in_distribution_pooled": row,
+                "in_distribution": ["trashnet", "web-mixed"], "ood_items": 691,
+                "not_sure": {"old": {"threshold": 0.7, "ood_not_sure": 57.9, "refusals": 23.4},
+                             "new": {"threshold": 0.7, "ood_not_sure": 64.1, "refusals": 14.7}},
+                "ood_separation": {"old": {"auroc": 0.903}, "new": {"auroc": 0.891}}}  # fmt: skip
+
+    (tmp_path / "a.json").write_text(json.dumps(compare(report_shipped.SHIPPED_MODEL, -0.9)))
+    (tmp_path / "b.json").write_text(json.dumps(compare("runs/candidate/model.onnx", -3.3)))
+    inputs = report_inputs.collect([tmp_path], defaults=False)
+    assert [s.kind for s in inputs.sources] == ["compare_models", "compare_models"]
+    section = "\n".join(report_shipped.previous_lines(inputs))
+    assert "| trashnet (val + test) | 1077 | 95.2 % | 94.3 % | -0.9 | 0.14 |" in section
+    assert "the guard-rail**" in section and "-3.3" not in section
+    assert "previous 57.9 % (refusing 23.4 % of the others), shipped 64.1 %" in section
+    assert "AUROC: previous 0.903, shipped 0.891" in section

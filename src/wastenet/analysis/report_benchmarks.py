@@ -23,6 +23,14 @@ from wastenet.analysis.report_model import (
     pct,
     pct_ci,
 )
+from wastenet.analysis.report_shipped import (
+    SHIPPED_MODEL_DIR,
+    by,
+    previous_lines,
+    shipped_comparisons,
+    shipped_shifts,
+    unseen_lines,
+)
 from wastenet.runtime.timings import stage_order
 
 COMMAND = "wastenet report --out runs/report --benchmarks-md BENCHMARKS.md"
@@ -48,12 +56,6 @@ def _committed(source: Source) -> int:
         return int(out.stdout.strip() or 0)
     except (OSError, ValueError, subprocess.SubprocessError):
         return 0
-
-
-def _by(source: Source) -> str:
-    """'`command` (date, machine)' for a table's source line."""
-    p = source.prov
-    return f"`{p['command']}` ({p['date']}; {p['machine']})"
 
 
 def _shipped_eval(inputs: Inputs) -> Source | None:
@@ -105,26 +107,10 @@ def accuracy_lines(inputs: Inputs) -> list[str]:
         )
     lines += [
         "",
-        f"Measured by {_by(ev)}; the full report is in `src/wastenet/assets/model/evaluation/`.",
+        f"Measured by {by(ev)}; the full report is in `{SHIPPED_MODEL_DIR}evaluation/`.",
         "",
     ]
-    return lines + unseen_lines(inputs)
-
-
-def unseen_lines(inputs: Inputs) -> list[str]:
-    shifts = [s for s in inputs.of("shift") if s.data.get("mode") == "existing"]
-    lines = ["### On sources it never saw in training", ""]
-    if not shifts:
-        return lines + [f"{NOT_MEASURED} (`wastenet shift --model ...`).", ""]
-    lines += ['| source | items | top-1 (95 % CI) | "not sure" |', "| --- | ---: | ---: | ---: |"]
-    for s in shifts:
-        for fold in s.data.get("folds", []):
-            for name, sc in fold.get("scored", {}).items():
-                lines.append(
-                    f"| {name} | {sc.get('n')} | {pct_ci(sc.get('top1_set'), sc.get('top1_set_ci95'))}"
-                    f" | {pct(sc.get('not_sure', {}).get('not_sure_rate'))} |"
-                )
-    return lines + ["", "Measured by " + "; ".join(_by(s) for s in shifts) + ".", ""]
+    return lines + unseen_lines(inputs) + previous_lines(inputs)
 
 
 def _shipped_reference(bench: Source, inputs: Inputs, matched) -> bool:
@@ -188,8 +174,8 @@ def engine_lines(inputs: Inputs) -> list[str]:
                 f"{report_speed.verdict(r)} |"
             )
         verifies = sorted({m[1].label: m[1] for m in matched if m}.values(), key=lambda s: s.label)
-        lines += ["", f"Speed: {_by(bench)}."]
-        lines += [f"Accuracy: {_by(v)}." for v in verifies] + [""]
+        lines += ["", f"Speed: {by(bench)}."]
+        lines += [f"Accuracy: {by(v)}." for v in verifies] + [""]
     for gpu in inputs.of("gpu_torch"):
         lines += gpu_lines(gpu)
     benched = " ".join(picked).lower() + " ".join(str(g.data) for g in inputs.of("gpu_torch"))
@@ -216,7 +202,7 @@ def gpu_lines(gpu: Source) -> list[str]:
     lines += [
         "",
         f"TensorRT, ONNX Runtime and OpenVINO on this GPU: {NOT_MEASURED} "
-        f"(TensorRT: {gpu.data.get('tensorrt', UNKNOWN)}). Measured by {_by(gpu)}.",
+        f"(TensorRT: {gpu.data.get('tensorrt', UNKNOWN)}). Measured by {by(gpu)}.",
         "",
     ]
     return lines
@@ -242,7 +228,7 @@ def loop_lines(inputs: Inputs) -> list[str]:
             f"{r['inferred']} | {pct(r['inference_share'])} |"
         )
     lines += stage_lines(report_speed.loop_rows(latest))
-    lines += ["", f"Measured by {_by(latest)}."]
+    lines += ["", f"Measured by {by(latest)}."]
     if any(" #" in r["engine"] for r in report_speed.loop_rows(latest)):
         lines.append(
             "Engines marked #1, #2 share a file name: #1 was given to the benchmark first "
@@ -259,7 +245,7 @@ def loop_lines(inputs: Inputs) -> list[str]:
             f"`{run.data.get('config', {}).get('actuator') or UNKNOWN}`, its servo delay included): "
             f"{num(lat['measured_total_s'], '.3f')} s measured, "
             f"{num(lat['eq2_total_s'], '.3f')} s by the paper's equation 2. "
-            f"Measured by {_by(run)}.",
+            f"Measured by {by(run)}.",
             "",
         ]
     return lines
@@ -324,7 +310,7 @@ def soak_lines(inputs: Inputs) -> list[str]:
         "| --- | --- | --- |",
     ]
     lines += [f"| {n} | {t} | {'yes' if ok else 'NO'} |" for n, t, ok in soak_checks(soak.data)]
-    return lines + ["", f"Measured by {_by(soak)}.", ""]
+    return lines + ["", f"Measured by {by(soak)}.", ""]
 
 
 def limits_lines(inputs: Inputs) -> list[str]:
@@ -337,8 +323,7 @@ def limits_lines(inputs: Inputs) -> list[str]:
                     f"- {r['engine']} fails verify {where} (drop {num(r['drop'], '.2f')} "
                     "points against FP32): use the recommended engine."
                 )
-    shifts = [s for s in inputs.of("shift") if s.data.get("mode") == "existing"]
-    for s in shifts:
+    for s in shipped_shifts(inputs):
         for fold in s.data.get("folds", []):
             for name, sc in fold.get("scored", {}).items():
                 if is_number(sc.get("top1_set")) and sc["top1_set"] < 0.8:
@@ -364,7 +349,7 @@ def limits_lines(inputs: Inputs) -> list[str]:
 def _shown(inputs: Inputs) -> list[Source]:
     """The results this page shows."""
     shown = [s for s in (_shipped_eval(inputs),) if s]
-    shown += [s for s in inputs.of("shift") if s.data.get("mode") == "existing"]
+    shown += shipped_shifts(inputs) + shipped_comparisons(inputs)
     for bench, _, matched in pick_benches(inputs).values():
         shown += [bench] + [m[1] for m in matched if m]
     shown += inputs.of("gpu_torch")

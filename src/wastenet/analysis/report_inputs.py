@@ -82,6 +82,7 @@ def classify(data: object) -> str | None:
         ("verify", "drop_points" in first),
         ("compare_eval", "reports" in data and isinstance(rows, list)),
         ("evaluate", "overall" in data and "per_source" in data),
+        ("compare_models", {"old", "new", "per_source", "pooled"} <= data.keys()),
         ("shift", "folds" in data and "mode" in data),
         ("realworld", "per_category" in data and "accuracy_including_errors" in data),
         ("run", "config" in data and isinstance(data.get("summary"), dict)),
