@@ -36,12 +36,13 @@ wastenet export "$S4/model.safetensors" --format onnx --out "$S4/export"
 wastenet verify "$S4/export/model.onnx" --manifest "$M"
 cp "$S4/export/model.onnx" src/wastenet/assets/model/wastenet-lite0.onnx
 # The fast engine: OpenVINO INT8 from the FP32 ONNX, calibrated on the training sources'
-# train split, layers returned to float until their val top-1 is within 0.3 points; then
-# verified on val + test pooled (wastenet run only ever picks an engine whose row in
+# train split, layers returned to float until their val top-1 is within 0.1 points (at 0.3
+# the engine lost 0.39 points on val + test and failed verify); then verified on val + test
+# pooled (wastenet run only ever picks an engine whose row in
 # verify.json passed). ONNX Runtime's INT8 (--format ort-int8) lost 1.6 points on the
 # previous model and does not ship.
 A=src/wastenet/assets/model
 wastenet export "$A/wastenet-lite0.onnx" --format openvino-int8 --calib-manifest "$M" \
-    --calib-count 300 --max-drop 0.3 --out "$A"
+    --calib-count 300 --max-drop 0.1 --out "$A"
 wastenet verify "$A/wastenet-lite0.int8.xml" --manifest "$M" --split val test --out "$A"
 rm -f "$A/export.json" "$A/verify.md"
