@@ -29,7 +29,9 @@ wastenet train lite0_multisource_75_stage2 --set manifest="$M" \
 # stage 3: outlier exposure and distillation from the previous model (about 36 min)
 wastenet train lite0_multisource_75_stage3 --set manifest="$M" \
     pretrained="$S2/model.safetensors" --out "$S3"
-# stage 4: one FixRes epoch without outlier rows; ends temperature-calibrated (about 8 min)
+# stage 4: one FixRes epoch with the outlier rows at 0.1; ends temperature-calibrated (about
+# 10 min). Its seed matters: 3 of 5 runs sorted all ten bundled samples (the other two left
+# metal_2 "not sure"), and muell ranged 85.1-88.8 %
 wastenet train lite0_multisource_75_stage4 --set manifest="$M" \
     pretrained="$S3/model.safetensors" --out "$S4"
 wastenet export "$S4/model.safetensors" --format onnx --out "$S4/export"
