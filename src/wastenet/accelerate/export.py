@@ -215,7 +215,7 @@ def export_onnx_artifact(
     ``.safetensors``: every row built from the ONNX hub (INT8, FP16, OpenVINO, TensorRT).
     The artifacts keep the ONNX's metadata, ``source_hash`` included, so ``verify``
     compares them with that ONNX (the engine they replace)."""
-    from wastenet.accelerate.onnx_export import read_onnx_meta
+    from wastenet.onnx_file import read_onnx_meta
 
     onnx_path = Path(onnx_path)
     if format_for_path(onnx_path).name != "onnx":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from wastenet.errors import ModelFileError
 from wastenet.meta import META_KEY, BundleMeta
+from wastenet.onnx_file import read_onnx_meta
 
 OPSET = 17
 INPUT_NAME = "input"
@@ -120,17 +121,6 @@ def _toposort(graph) -> None:
         copy.CopyFrom(node)
     del graph.node[:]
     graph.node.extend(nodes)
-
-
-def read_onnx_meta(path: str | Path) -> BundleMeta:
-    """The metadata of an ONNX file through the onnx package (export side)."""
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    props = {p.key: p.value for p in proto.metadata_props}
-    if META_KEY not in props:
-        raise ModelFileError(f"{path}: has no WasteNet metadata")
-    return BundleMeta.from_json(props[META_KEY], origin=str(path))
 
 
 def copy_metadata(src: str | Path, dst: str | Path) -> None:
