@@ -248,7 +248,8 @@ def test_nncf_validation_scores_as_verify_and_evaluate_do(tmp_path, exported):
     """NNCF's validation_fn, verify's and evaluate's accuracy are one scorer's numbers."""
     ov = pytest.importorskip("openvino")
     from wastenet.accelerate.openvino_export import ValidationSet, _compile
-    from wastenet.accelerate.verify import load_split, predict_split
+    from wastenet.accelerate.verify import predict_split
+    from wastenet.data.manifest import load_split
     from wastenet.evaluate.predict import predict_items
 
     results, meta, _, _ = exported

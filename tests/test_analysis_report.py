@@ -124,8 +124,13 @@ def test_onnx_meta_of_a_file_that_is_not_one_is_a_clear_error(tmp_path):
 
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\xff" * 40)
-    with pytest.raises(ModelFileError, match="junk.onnx"):
-        onnx_file.read_onnx_meta(junk)
+    missing = tmp_path / "missing.onnx"
+    readers = (onnx_file.read_onnx_meta, onnx_file.read_onnx_metadata,
+               onnx_file.count_onnx_parameters)  # fmt: skip
+    for read in readers:
+        for path in (junk, missing):
+            with pytest.raises(ModelFileError, match=path.name):
+                read(path)
 
 
 def test_bench_rows_pair_with_the_verify_file_of_the_same_run(tmp_path):

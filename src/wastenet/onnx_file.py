@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wastenet.errors import ModelFileError, WasteNetError
+from wastenet.errors import ModelFileError
 from wastenet.meta import META_KEY, BundleMeta
 
 
@@ -42,10 +42,17 @@ def _fields(buf: bytes, start: int, end: int):
             raise ValueError(f"protobuf wire type {wire}")
 
 
+def _read(path: str | Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read the ONNX file ({exc.strerror or exc})") from exc
+
+
 def count_onnx_parameters(path: str | Path) -> int:
     """Elements of every initializer of an ONNX graph (ModelProto.graph = 7,
     GraphProto.initializer = 5, TensorProto.dims = 1), read from the protobuf directly."""
-    buf = Path(path).read_bytes()
+    buf = _read(path)
     total = 0
     try:
         for number, wire, graph in _fields(buf, 0, len(buf)):
@@ -68,30 +75,31 @@ def count_onnx_parameters(path: str | Path) -> int:
                     count *= d
                 total += count
     except (IndexError, ValueError) as exc:
-        raise WasteNetError(f"{path}: not a readable ONNX file ({exc})") from exc
+        raise ModelFileError(f"{path}: not a readable ONNX file ({exc})") from exc
     return total
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:
-    """ModelProto.metadata_props (field 14: key = 1, value = 2) of an ONNX file."""
-    buf = Path(path).read_bytes()
+    """ModelProto.metadata_props (field 14: key = 1, value = 2) of an ONNX file; a file
+    that cannot be read or parsed raises ``ModelFileError``."""
+    buf = _read(path)
     props = {}
-    for number, wire, entry in _fields(buf, 0, len(buf)):
-        if number == 14 and wire == 2:
-            kv = {
-                n: bytes(buf[a:b]).decode("utf-8", "replace")
-                for n, w, (a, b) in ((n, w, v) for n, w, v in _fields(buf, *entry) if w == 2)
-            }
-            props[kv.get(1, "")] = kv.get(2, "")
+    try:
+        for number, wire, entry in _fields(buf, 0, len(buf)):
+            if number == 14 and wire == 2:
+                kv = {
+                    n: bytes(buf[a:b]).decode("utf-8", "replace")
+                    for n, w, (a, b) in ((n, w, v) for n, w, v in _fields(buf, *entry) if w == 2)
+                }
+                props[kv.get(1, "")] = kv.get(2, "")
+    except (IndexError, ValueError) as exc:
+        raise ModelFileError(f"{path}: not a readable ONNX file ({exc})") from exc
     return props
 
 
 def read_onnx_meta(path: str | Path) -> BundleMeta:
     """The WasteNet metadata of an ONNX file (no session is opened)."""
-    try:
-        metadata = read_onnx_metadata(path)
-    except (OSError, IndexError, ValueError) as exc:
-        raise ModelFileError(f"{path}: not a readable ONNX file ({exc})") from exc
+    metadata = read_onnx_metadata(path)
     if META_KEY not in metadata:
         raise ModelFileError(f"{path}: an ONNX file without WasteNet metadata")
     return BundleMeta.from_json(metadata[META_KEY], origin=str(path))

@@ -26,7 +26,7 @@ def images_from_manifest(
     manifest_path: str | Path, split: str = "train", sources: list[str] | None = None
 ) -> list[Path]:
     """The split's images, of ``sources`` only when given (a model's training sources)."""
-    from wastenet.accelerate.verify import load_split
+    from wastenet.data.manifest import load_split
 
     return [Path(item.path) for item in load_split(manifest_path, split, sources, "calibrate")]
 

@@ -93,7 +93,7 @@ class ValidationSet:
     """Preprocessed validation images with their label masks (a set label allows any member)."""
 
     def __init__(self, manifest: str | Path, meta: BundleMeta, split: str = "val") -> None:
-        from wastenet.accelerate.verify import load_split
+        from wastenet.data.manifest import load_split
 
         items = load_split(manifest, split, meta.trained_sources, "measure INT8's accuracy")
         images = CalibrationSet([Path(item.path) for item in items], meta).batches()

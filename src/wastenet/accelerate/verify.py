@@ -20,7 +20,8 @@ import numpy as np
 
 from wastenet.accelerate.engine import Engine, load_engine, resolve_artifact
 from wastenet.accelerate.formats import format_for_path
-from wastenet.errors import ConfigError, ModelFileError, WasteNetError
+from wastenet.data.manifest import load_split
+from wastenet.errors import ModelFileError, WasteNetError
 from wastenet.evaluate.metrics import agreement
 from wastenet.evaluate.predict import Predictions, predict_items
 from wastenet.meta import BundleMeta, file_sha256
@@ -92,27 +93,6 @@ def _fp32_onnx_of(path: Path, source_hash: str) -> bool:
         return read_onnx_meta(path).source_hash == source_hash
     except WasteNetError:
         return False
-
-
-def load_split(
-    manifest: str | Path,
-    split: str | Sequence[str],
-    sources: Sequence[str] | None = None,
-    purpose: str = "verify",
-) -> list:
-    """The items of one split, or of several pooled (as ``("val", "test")``), of
-    ``sources`` only when given."""
-    from wastenet.data.manifest import load_manifest
-
-    splits = [split] if isinstance(split, str) else list(split)
-    m = load_manifest(manifest)
-    items = [it for name in splits for it in m.items(split=name)]
-    if sources:
-        items = [it for it in items if it.source in sources]
-    if not items:
-        of = f" of {', '.join(sources)}" if sources else ""
-        raise ConfigError(f"{manifest}: no {' + '.join(splits)} images{of} to {purpose} on")
-    return items
 
 
 def predict_split(engine: Engine, items: list, loaded: dict) -> tuple[np.ndarray, float]:

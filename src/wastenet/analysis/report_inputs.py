@@ -244,7 +244,7 @@ def read_bundled(folder: Path = BUNDLED) -> dict | None:
     }
     try:
         out["meta"] = json.loads(read_onnx_metadata(onnx)[META_KEY])
-    except (KeyError, ValueError, IndexError, OSError):
+    except (WasteNetError, KeyError, ValueError):  # unreadable, no metadata, bad JSON
         out["meta"] = None
     return out
 

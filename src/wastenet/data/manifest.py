@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wastenet.errors import WasteNetError
+from wastenet.errors import ConfigError, WasteNetError
 from wastenet.meta import file_sha256
 
 FORMAT_VERSION = 1
@@ -218,3 +219,22 @@ def check_files(manifest: Manifest) -> dict[str, list[str]]:
         elif file_sha256(p) != it.sha256:
             changed.append(it.path)
     return {"vanished": vanished, "changed": changed}
+
+
+def load_split(
+    manifest: str | Path,
+    split: str | Sequence[str],
+    sources: Sequence[str] | None = None,
+    purpose: str = "verify",
+) -> list:
+    """The items of one split, or of several pooled (as ``("val", "test")``), of
+    ``sources`` only when given."""
+    splits = [split] if isinstance(split, str) else list(split)
+    m = load_manifest(manifest)
+    items = [it for name in splits for it in m.items(split=name)]
+    if sources:
+        items = [it for it in items if it.source in sources]
+    if not items:
+        of = f" of {', '.join(sources)}" if sources else ""
+        raise ConfigError(f"{manifest}: no {' + '.join(splits)} images{of} to {purpose} on")
+    return items
