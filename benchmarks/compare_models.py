@@ -8,17 +8,19 @@ alone), scores both engines with the one scorer (set-aware top-1), and reports e
 model's accuracy with its Wilson interval, per source and pooled, the difference and
 the exact McNemar p-value of the items only one of them got right; the sources' OOD
 items outside the train split's photo groups (never trained on, even by outlier
-exposure) give each model's "not sure" rate at its card's threshold,
+exposure) give each model's "not sure" rate under its card's rule (``wastenet.sureness``),
 next to its refusals on the scored items. With ``--in-distribution SOURCE ...`` (the
-sources both models trained on) it also measures how well each model's top probability
+sources both models trained on) it also measures how well each model's sureness
 separates OOD items from those sources' items, whatever the threshold: the AUROC, and
-the OOD "not sure" rate at the threshold that refuses 5 % of them. Writes
+the OOD "not sure" rate at the threshold that refuses 5 % of them. ``--sureness
+certainty@2`` scores both models with that sureness instead of their cards'. Writes
 results/compare_models_<name>.json with the command, date and machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from wastenet.data.manifest import load_manifest
 from wastenet.evaluate.metrics import auroc, wilson_interval
 from wastenet.evaluate.predict import predict_items
 from wastenet.provenance import provenance
+from wastenet.sureness import NotSureRule, parse_rule
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -47,8 +50,8 @@ def paired(hits_a: np.ndarray, hits_b: np.ndarray) -> dict:
 
 def ood_separation(top_in: np.ndarray, top_ood: np.ndarray, ood_sources: np.ndarray,
                    refusals: float = 0.05) -> dict:  # fmt: skip
-    """How well the top probability tells OOD items from in-distribution ones, whatever
-    the threshold: AUROC, and the OOD "not sure" rate at the threshold that refuses
+    """How well a sureness tells OOD items from in-distribution ones, whatever the
+    threshold: AUROC, and the OOD "not sure" rate at the threshold that refuses
     ``refusals`` of the in-distribution items (the issue's 5 %), per OOD source."""
     threshold = float(np.quantile(top_in, refusals))
     flagged = top_ood < threshold
@@ -65,8 +68,18 @@ def ood_separation(top_in: np.ndarray, top_ood: np.ndarray, ood_sources: np.ndar
     }  # fmt: skip
 
 
+def rule_for(engine, sureness: str | None) -> NotSureRule:
+    """The card's "not sure" rule, or its bar with another sureness (``certainty@2``)."""
+    rule = NotSureRule.of(engine.meta)
+    if sureness is None:
+        return rule
+    score, temperature = parse_rule(sureness)
+    return dataclasses.replace(rule, score=score, temperature=temperature)
+
+
 def compare(old: Path, new: Path, manifest: Path, splits: list[str], sources: list[str] | None,
-            cache_dir: str | None = None, in_distribution: list[str] | None = None) -> dict:  # fmt: skip
+            cache_dir: str | None = None, in_distribution: list[str] | None = None,
+            sureness: str | None = None) -> dict:  # fmt: skip
     m = load_manifest(manifest)
     wanted = set(sources or m.source_names)
     items = [it for s in splits for it in m.items(split=s) if it.source in wanted]
@@ -82,15 +95,17 @@ def compare(old: Path, new: Path, manifest: Path, splits: list[str], sources: li
                 raise SystemExit(f"{pred.skipped[0]['path']}: {pred.skipped[0]['reason']}")
             hits[key] = pred.score()
             if ood:
-                top = predict_items(engine, ood, cache_dir=cache_dir).probs.max(1)
+                rule = rule_for(engine, sureness)
+                sure_ood = rule.sureness(predict_items(engine, ood, cache_dir=cache_dir).probs)
+                sure_in = rule.sureness(pred.probs)
                 not_sure[key] = {
-                    "threshold": engine.meta.not_sure_below,
-                    "ood_not_sure": 100.0 * float((top < engine.meta.not_sure_below).mean()),
-                    "refusals": 100.0
-                    * float((pred.probs.max(1) < engine.meta.not_sure_below).mean()),
+                    "rule": rule.describe(),
+                    "threshold": rule.threshold,
+                    "ood_not_sure": 100.0 * float((sure_ood < rule.threshold).mean()),
+                    "refusals": 100.0 * float((sure_in < rule.threshold).mean()),
                 }
                 if inside.any():
-                    separation[key] = ood_separation(pred.probs.max(1)[inside], top, ood_sources)
+                    separation[key] = ood_separation(sure_in[inside], sure_ood, ood_sources)
     source_of = np.array([it.source for it in items])
     out = {
         "old": str(old), "new": str(new), "splits": splits, "sources": sorted(wanted),
@@ -106,6 +121,7 @@ def compare(old: Path, new: Path, manifest: Path, splits: list[str], sources: li
         "ood_items": len(ood),
         "not_sure": not_sure,
         "in_distribution": sorted(in_distribution or ()),
+        "sureness": sureness,
         "ood_separation": separation,
     }  # fmt: skip
     return out
@@ -131,15 +147,17 @@ def table(result: dict) -> str:
         )
     for key, ns in result["not_sure"].items():
         lines.append(
-            f"\n{key}: 'not sure' below {ns['threshold']:.2f} on {ns['ood_not_sure']:.1f} % of "
+            f"\n{key}: 'not sure' ({ns.get('rule', ns['threshold'])}) on {ns['ood_not_sure']:.1f} % of "
             f"{result['ood_items']} OOD items, {ns['refusals']:.1f} % refusals on the items above"
         )
     for key, sep in result.get("ood_separation", {}).items():
         per = ", ".join(
             f"{s} {v['ood_not_sure']:.1f} % of {v['n']}" for s, v in sep["per_source"].items()
         )
+        by = result.get("sureness") or "its card's sureness"
         lines.append(
-            f"\n{key}: OOD AUROC {sep['auroc']:.3f}; at {100 * sep['refusals']:.0f} % refusals on "
+            f"\n{key}: OOD AUROC {sep['auroc']:.3f} ({by}); at {100 * sep['refusals']:.0f} % "
+            "refusals on "
             f"{' + '.join(result['in_distribution'])} (threshold {sep['threshold']:.2f}) "
             f"'not sure' on {sep['ood_not_sure']:.1f} % of OOD items ({per})"
         )
@@ -162,9 +180,15 @@ def main() -> None:
         help="sources both models trained on: the OOD threshold is set to refuse 5 %% of "
         "their items (the issue's target), and the AUROC is against them",
     )
+    parser.add_argument(
+        "--sureness",
+        metavar="SCORE[@T]",
+        help="score both models' 'not sure' with this sureness instead of their cards' "
+        "(top_probability, certainty; @T re-tempers: certainty@2); the bar stays the card's",
+    )
     args = parser.parse_args()
     result = compare(args.old, args.new, args.manifest, args.split, args.sources, args.cache_dir,
-                     args.in_distribution)  # fmt: skip
+                     args.in_distribution, args.sureness)  # fmt: skip
     result["provenance"] = provenance()
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"compare_models_{args.name}.json"

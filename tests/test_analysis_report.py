@@ -288,10 +288,12 @@ def test_the_pairing_with_the_previous_model_is_the_shipped_models_only(tmp_path
 
     (tmp_path / "a.json").write_text(json.dumps(compare(report_shipped.SHIPPED_MODEL, -0.9)))
     (tmp_path / "b.json").write_text(json.dumps(compare("runs/candidate/model.onnx", -3.3)))
+    other_rule = compare(report_shipped.SHIPPED_MODEL, -4.4)  # an experiment's --sureness
+    (tmp_path / "c.json").write_text(json.dumps({**other_rule, "sureness": "certainty@2"}))
     inputs = report_inputs.collect([tmp_path], defaults=False)
-    assert [s.kind for s in inputs.sources] == ["compare_models", "compare_models"]
+    assert [s.kind for s in inputs.sources] == ["compare_models"] * 3
     section = "\n".join(report_shipped.previous_lines(inputs))
     assert "| trashnet (val + test) | 1077 | 95.2 % | 94.3 % | -0.9 | 0.14 |" in section
-    assert "the guard-rail**" in section and "-3.3" not in section
+    assert "the guard-rail**" in section and "-3.3" not in section and "-4.4" not in section
     assert "previous 57.9 % (refusing 23.4 % of the others), shipped 64.1 %" in section
     assert "AUROC: previous 0.903, shipped 0.891" in section

@@ -115,6 +115,28 @@ def test_calibrate_command_writes_a_new_bundle(tmp_path, capsys):
     same = ["calibrate", str(bundle), "--manifest", str(manifest), "--out", str(bundle)]
     assert main(same) == 2 and "never over the one it reads" in capsys.readouterr().err
 
+    # the "not sure" rule: its bar refuses the asked share of the split, as the bin computes it
+    ruled = tmp_path / "ruled.safetensors"
+    args = ["calibrate", str(bundle), "--manifest", str(manifest), "--out", str(ruled)]
+    assert main([*args, "--not-sure", "certainty@2", "--refuse", "0.2"]) == 0
+    assert "'not sure': certainty at T=2 below" in capsys.readouterr().out
+    card = read_bundle_meta(ruled)
+    assert (card.not_sure_score, card.not_sure_temperature) == ("certainty", 2.0)
+    from wastenet.accelerate.backends.torch_backend import TorchEngine
+    from wastenet.evaluate.predict import predict_items
+    from wastenet.models import load_bundle
+    from wastenet.sureness import NotSureRule
+
+    engine = TorchEngine.from_model(load_bundle(ruled)[0], card)
+    sureness = NotSureRule.of(card).sureness(predict_items(engine, items).probs)
+    refused = float((sureness < card.not_sure_below).mean())
+    assert refused == pytest.approx(card.metrics["calibration"]["not_sure"]["refused"])
+    assert 0.0 < refused <= 0.2 + 1e-9  # 3 of 15 at most: the quantile's own items
+    assert main([*args, "--not-sure", "entropy"]) == 2
+    assert "one of top_probability, certainty" in capsys.readouterr().err
+    assert main([*args, "--refuse", "1.5"]) == 2
+    assert "--refuse 1.5" in capsys.readouterr().err
+
     assert main(["calibrate", str(tmp_path / "nope.safetensors"), "--manifest", str(manifest)]) == 2
     assert "bundle" in capsys.readouterr().err
 

@@ -140,7 +140,7 @@ def test_cli_evaluates_a_bundle_and_writes_every_file(manifest_path, tmp_path, c
     assert set(SECTIONS) <= set(report)
     assert set(report["per_source"]) == {"tn", "web"}
     assert report["per_source"]["web"]["n_set_label"] > 0
-    assert report["ood"]["n"] > 0 and report["ood"]["auroc_max_prob"] is not None
+    assert report["ood"]["n"] > 0 and report["ood"]["auroc"] is not None
     assert report["model"]["parameters"] == sum(p.numel() for p in model.parameters())
     assert report["model"]["file_size_bytes"] == bundle.stat().st_size
     assert set(report["robustness"]["accuracy"]) == {"glare", "zoom_out_card"}

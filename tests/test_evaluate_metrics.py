@@ -97,7 +97,7 @@ def test_score_predictions_per_source_sets_and_ood():
     row = conf["rows"].index("cardboard|paper")
     assert conf["counts"][row] == [1, 0, 0, 1, 1]
     assert r["ood"]["not_sure_rate"] == 1.0
-    assert r["ood"]["auroc_max_prob"] == 1.0  # every ID max-prob (>=0.55) above OOD's 0.5
+    assert r["ood"]["auroc"] == 1.0  # every ID max-prob (>=0.55) above OOD's 0.5
     assert r["ood"]["predicted_as"]["plastic"] == 1
 
 

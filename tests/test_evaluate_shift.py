@@ -159,8 +159,12 @@ def test_json_and_markdown_hold_the_table(loso):
     result = loso["result"]
     assert result["mode"] == "loso" and result["resolution_pct"] == 12.5
     assert [Path(r).name for r in result["recipes"]] == ["r1.yaml", "r2.yaml"]
-    assert result["holdout_only"] == ["delta"] and result["threshold"] == 0.7
+    assert result["holdout_only"] == ["delta"] and result["threshold"] is None
+    # no --threshold: each fold's model says "not sure" by its own card's rule
+    rules = {f["not_sure_rule"] for f in result["folds"]}
+    assert rules == {"top probability below 0.7"}
     md = (loso["out"] / "shift.md").read_text()
+    assert "'not sure': top probability below 0.7" in md
     assert "| left out | trained on | n | top-1 (95 % CI) |" in md
     assert "Mean top-1 over 3 left-out source(s)" in md and "Per-class recall" in md
     for source in SOURCES:

@@ -20,6 +20,7 @@ import pytest
 from wastenet.classes import CLASSES
 from wastenet.errors import ConfigError, WasteNetError
 from wastenet.runtime.store import SamplePolicy, SampleStore
+from wastenet.sureness import NotSureRule
 
 PROBS = np.array([0.1, 0.6, 0.1, 0.1, 0.1], np.float32)
 
@@ -51,7 +52,7 @@ def test_rows_and_images(tmp_path):
 
 
 def test_policies(tmp_path):
-    uncertain = SampleStore(tmp_path / "u", SamplePolicy.parse("uncertain", 0.7))
+    uncertain = SampleStore(tmp_path / "u", SamplePolicy.parse("uncertain", NotSureRule(0.7)))
     sure = np.array([0.9, 0.025, 0.025, 0.025, 0.025], np.float32)
     assert uncertain.offer(frame(), "cardboard", sure, None) is None
     assert uncertain.offer(frame(), "glass", PROBS, None) is not None

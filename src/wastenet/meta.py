@@ -32,9 +32,12 @@ class BundleMeta:
     std: list[float]
     resolution_pct: float = 75.0
     temperature: float = 1.0  # probabilities = softmax(logits / T); wastenet calibrate fits T
-    # Below this top probability the bin and evaluate answer "not sure" (the card's default
-    # for --threshold; with calibrated probabilities 0.7 means "70 % sure")
+    # The "not sure" rule (wastenet.sureness): below this sureness the bin and evaluate
+    # answer "not sure" (the card's default for --threshold). The sureness is the top
+    # probability (0.7: "70 % sure") or the certainty, at not_sure_temperature where set
     not_sure_below: float = CONFIDENCE_THRESHOLD
+    not_sure_score: str = "top_probability"
+    not_sure_temperature: float | None = None
     manifest_hash: str | None = None
     source_hash: str | None = None  # hash of the weights an artifact was made from
     metrics: dict = field(default_factory=dict)
@@ -142,6 +145,18 @@ def _positive(origin: str, name: str, value: object) -> float:
     return float(value)
 
 
+def _optional_positive(origin: str, name: str, value: object) -> float | None:
+    return None if value is None else _positive(origin, name, value)
+
+
+def _not_sure_score(origin: str, name: str, value: object) -> str:
+    from wastenet.sureness import SCORES
+
+    if value not in SCORES:
+        _bad(origin, name, f"one of {', '.join(SCORES)}", value)
+    return str(value)
+
+
 def _share(origin: str, name: str, value: object) -> float:
     if not _is_number(value) or not 0 <= value <= 1:
         _bad(origin, name, "a number in [0, 1]", value)
@@ -188,6 +203,8 @@ _CHECKS = {
     "resolution_pct": _positive,
     "temperature": _positive,
     "not_sure_below": _share,
+    "not_sure_score": _not_sure_score,
+    "not_sure_temperature": _optional_positive,
     "manifest_hash": _optional_text,
     "source_hash": _optional_text,
     "metrics": _mapping,

@@ -30,8 +30,13 @@ def shipped_shifts(inputs: Inputs) -> list[Source]:
 
 
 def shipped_comparisons(inputs: Inputs) -> list[Source]:
-    """``compare_models.py`` results whose new model is the shipped one."""
-    return [s for s in inputs.of("compare_models") if s.data.get("new") == SHIPPED_MODEL]
+    """``compare_models.py`` results whose new model is the shipped one, under the models'
+    own "not sure" rules (a ``--sureness`` result is an experiment's)."""
+    return [
+        s
+        for s in inputs.of("compare_models")
+        if s.data.get("new") == SHIPPED_MODEL and not s.data.get("sureness")
+    ]
 
 
 def unseen_lines(inputs: Inputs) -> list[str]:
@@ -83,8 +88,9 @@ def previous_lines(inputs: Inputs) -> list[str]:
         sure = d.get("not_sure", {})
         if sure.get("old") and sure.get("new"):
             o, n = sure["old"], sure["new"]
+            rule = n.get("rule") or f"top probability below {n.get('threshold')}"
             notes.append(
-                f'- "Not sure" below {o.get("threshold")} on {d.get("ood_items")} '
+                f'- "Not sure" ({rule}) on {d.get("ood_items")} '
                 f"out-of-distribution items: previous {num(o.get('ood_not_sure'))} % "
                 f"(refusing {num(o.get('refusals'))} % of the others), shipped "
                 f"{num(n.get('ood_not_sure'))} % (refusing {num(n.get('refusals'))} %)."

@@ -96,6 +96,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from wastenet.evaluate.dataset import load_manifest
     from wastenet.evaluate.predict import open_engine
     from wastenet.evaluate.report import evaluate_model
+    from wastenet.sureness import NotSureRule
 
     corruptions = args.corruptions or list(CORRUPTIONS)
     unknown = [c for c in corruptions if c not in CORRUPTIONS]
@@ -113,7 +114,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         engine,
         manifest,
         split=args.split,
-        threshold=engine.meta.not_sure_below if args.threshold is None else args.threshold,
+        threshold=NotSureRule.of(engine.meta, args.threshold),
         robustness=args.robustness,
         severities=args.severities,
         corruptions=corruptions,
@@ -149,7 +150,7 @@ def summary_text(report: dict, out: Path) -> str:
         f"{'not sure':>16}: {pct(ns['not_sure_rate'])} of test items, "
         f"{pct(ood['not_sure_rate'])} of OOD items; accuracy when confident "
         f"{pct(ns['accuracy_confident'])}; OOD AUROC "
-        + ("-" if ood["auroc_max_prob"] is None else f"{ood['auroc_max_prob']:.3f}")
+        + ("-" if ood["auroc"] is None else f"{ood['auroc']:.3f}")
     )
     rob = report.get("robustness")
     if rob:

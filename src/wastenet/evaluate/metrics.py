@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wastenet.classes import CLASSES
+from wastenet.sureness import NotSureRule, as_rule
 
 # Paper and cardboard are the pair a bin most often mixes up, and the pair that
 # web-mixed cannot tell apart; the coarse view merges them.
@@ -247,16 +248,20 @@ def mean_or_none(mask: np.ndarray) -> float | None:
     return float(mask.mean()) if mask.size else None
 
 
-def threshold_stats(probs: np.ndarray, correct: np.ndarray | None, threshold: float) -> dict:
-    """The bin's "not sure" rule: below ``threshold`` top probability it abstains.
+def threshold_stats(
+    probs: np.ndarray, correct: np.ndarray | None, threshold: NotSureRule | float
+) -> dict:
+    """The bin's "not sure" rule (``wastenet.sureness``; a bare number is a top-probability
+    threshold): below the rule's threshold it abstains.
 
     ``coverage`` is the fraction it answers; ``accuracy_confident`` is the accuracy on
     those answers (None when ``correct`` is unknown, as for out-of-distribution items).
     """
+    rule = as_rule(threshold)
     probs = np.asarray(probs, np.float64)
-    confident = probs.max(axis=1) >= threshold if len(probs) else np.zeros(0, bool)
+    confident = rule.sure(probs) if len(probs) else np.zeros(0, bool)
     stats = {
-        "threshold": float(threshold),
+        "threshold": rule.threshold,
         "n": int(len(probs)),
         "not_sure_rate": mean_or_none(~confident),
         "coverage": mean_or_none(confident),

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from wastenet.accelerate.engine import Engine
-from wastenet.classes import CLASSES, CONFIDENCE_THRESHOLD, size_text
+from wastenet.classes import CLASSES, size_text
 from wastenet.errors import WasteNetError
 from wastenet.evaluate.corruptions import CORRUPTIONS
 from wastenet.evaluate.dataset import limit_items
@@ -22,6 +22,7 @@ from wastenet.evaluate.predict import predict_images, predict_items
 from wastenet.evaluate.scoring import score_predictions
 from wastenet.meta import safetensors_parameter_count
 from wastenet.provenance import provenance
+from wastenet.sureness import NotSureRule, as_rule
 
 REPORT_SECTIONS = ("model", "data", "overall", "per_source", "ood", "robustness")
 
@@ -38,7 +39,7 @@ def evaluate_model(
     engine: Engine,
     manifest: Any,
     split: str = "test",
-    threshold: float = CONFIDENCE_THRESHOLD,
+    threshold: NotSureRule | float | None = None,
     robustness: bool = True,
     severities: Sequence[int] = (1, 3, 5),
     corruptions: Sequence[str] = tuple(CORRUPTIONS),
@@ -50,15 +51,18 @@ def evaluate_model(
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Score ``engine`` on ``manifest``'s ``split`` (+ its OOD items); optionally write files.
+    ``threshold`` is the "not sure" rule: None, the card's (``NotSureRule.of``); a bare
+    number, a top-probability threshold.
 
-    ``manifest`` needs ``items(split=...)`` and ``ood_items(training=False)`` (the data
-    stage's Manifest).
-    ``limit`` caps the items per source (a quick look, not a result to quote).
+        ``manifest`` needs ``items(split=...)`` and ``ood_items(training=False)`` (the data
+        stage's Manifest).
+        ``limit`` caps the items per source (a quick look, not a result to quote).
     """
     log = log or (lambda _msg: None)
     _check_labels(engine)
-    if not 0.0 <= threshold <= 1.0:
-        raise WasteNetError(f"threshold must be between 0 and 1, got {threshold}")
+    threshold = NotSureRule.of(engine.meta) if threshold is None else as_rule(threshold)
+    if not 0.0 <= threshold.threshold <= 1.0:
+        raise WasteNetError(f"threshold must be between 0 and 1, got {threshold.threshold}")
     meta = engine.meta
     items = limit_items(manifest.items(split=split), limit)
     if not items:
@@ -251,10 +255,10 @@ def render_markdown(report: dict) -> str:
 
 
 def _not_sure_lines(report: dict) -> list[str]:
-    t = report["threshold"]
+    rule = report.get("not_sure_rule") or f"top probability below {report['threshold']:.2f}"
     lines = [
         "",
-        f'## "Not sure" below {t:.2f} top probability',
+        f'## "Not sure": {rule}',
         "",
         "| items | n | not sure | coverage | accuracy when confident |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -274,8 +278,7 @@ def _not_sure_lines(report: dict) -> list[str]:
         )
         lines += [
             "",
-            f"AUROC of the top probability, in- vs out-of-distribution: "
-            f"{ood['auroc_max_prob']:.3f}",
+            f"AUROC of the sureness, in- vs out-of-distribution: {ood['auroc']:.3f}",
         ]
     ece = report["overall"].get("ece")
     if ece is not None:

@@ -9,6 +9,7 @@ import numpy as np
 from wastenet.classes import CLASSES, CONFIDENCE_THRESHOLD
 from wastenet.evaluate import metrics as M
 from wastenet.evaluate.temperature import expected_calibration_error
+from wastenet.sureness import NotSureRule, as_rule
 
 
 def row_name(labels: Sequence[str], classes=CLASSES) -> str:
@@ -36,7 +37,7 @@ def _confusion(pred: np.ndarray, label_sets: Sequence[tuple[str, ...]], classes)
 def score_group(
     probs: np.ndarray,
     label_sets: Sequence[tuple[str, ...]],
-    threshold: float,
+    threshold: NotSureRule | float,
     classes: Sequence[str] = CLASSES,
     merge=M.DEFAULT_MERGE,
 ) -> dict:
@@ -68,16 +69,19 @@ def score_predictions(
     probs: np.ndarray,
     label_sets: Sequence[tuple[str, ...]],
     sources: Sequence[str],
-    threshold: float = CONFIDENCE_THRESHOLD,
+    threshold: NotSureRule | float = CONFIDENCE_THRESHOLD,
     ood_probs: np.ndarray | None = None,
     classes: Sequence[str] = CLASSES,
 ) -> dict:
-    """The whole test split, each source on its own, and in- vs out-of-distribution."""
+    """The whole test split, each source on its own, and in- vs out-of-distribution;
+    ``threshold`` is the card's "not sure" rule (a bare number: top probability)."""
+    threshold = as_rule(threshold)
     probs = np.asarray(probs, np.float64)
     sources = list(sources)
     result = {
         "classes": list(classes),
-        "threshold": float(threshold),
+        "threshold": threshold.threshold,
+        "not_sure_rule": threshold.describe(),
         "overall": score_group(probs, label_sets, threshold, classes),
         "per_source": {},
     }
@@ -90,17 +94,20 @@ def score_predictions(
     return result
 
 
-def score_ood(id_probs: np.ndarray, ood_probs: np.ndarray | None, threshold: float) -> dict:
+def score_ood(
+    id_probs: np.ndarray, ood_probs: np.ndarray | None, threshold: NotSureRule | float
+) -> dict:
     """How well "not sure" separates unknown items (TrashNet ``trash``) from known ones.
 
-    ``not_sure_rate`` on OOD items is what should be high; AUROC is of the max
-    probability, in-distribution items as positives (0.5 = no separation).
+    ``not_sure_rate`` on OOD items is what should be high; ``auroc`` is of the rule's
+    sureness, in-distribution items as positives (0.5 = no separation).
     """
     if ood_probs is None or len(ood_probs) == 0:
-        return {"n": 0, "not_sure_rate": None, "coverage": None, "auroc_max_prob": None}
+        return {"n": 0, "not_sure_rate": None, "coverage": None, "auroc": None}
+    rule = as_rule(threshold)
     ood_probs = np.asarray(ood_probs, np.float64)
-    stats = M.threshold_stats(ood_probs, None, threshold)
-    stats["auroc_max_prob"] = M.auroc(id_probs.max(axis=1), ood_probs.max(axis=1))
+    stats = M.threshold_stats(ood_probs, None, rule)
+    stats["auroc"] = M.auroc(rule.sureness(id_probs), rule.sureness(ood_probs))
     counts = np.bincount(ood_probs.argmax(axis=1), minlength=ood_probs.shape[1])
     stats["predicted_as"] = {c: int(n) for c, n in zip(CLASSES, counts, strict=False)}
     stats["mean_max_prob"] = float(ood_probs.max(axis=1).mean())

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wastenet.classes import CLASSES, CONFIDENCE_THRESHOLD
+from wastenet.classes import CLASSES
 from wastenet.config import to_dict
 from wastenet.errors import ConfigError, WasteNetError
 from wastenet.evaluate.shift_report import (
@@ -29,6 +29,7 @@ from wastenet.evaluate.shift_report import (
     summarise,
 )
 from wastenet.provenance import provenance
+from wastenet.sureness import NotSureRule
 
 MODEL_FILE = "model.safetensors"
 SECONDS_FILE = "shift_seconds.json"  # wall time spent training a stage, over all attempts
@@ -254,17 +255,19 @@ def score_model(
     model: str | Path,
     manifest: Any,
     plan: FoldPlan,
-    threshold: float,
+    threshold: float | None,
     cache_dir: str | Path | None,
     batch_size: int = 32,
     device: str | None = None,
 ) -> dict:
-    """Every item of each left-out and holdout source, its OOD items, the seen test items."""
+    """Every item of each left-out and holdout source, its OOD items, the seen test items,
+    under the model card's "not sure" rule (``threshold``, where given, as its bar)."""
     from wastenet.evaluate.predict import open_engine, predict_items
 
     engine = open_engine(model, device=device)
     if list(engine.meta.labels) != list(CLASSES):
         raise WasteNetError(f"{model}: labels {engine.meta.labels} are not {list(CLASSES)}")
+    rule = NotSureRule.of(engine.meta, threshold)
     skipped: list[dict] = []
 
     def predict(items: list):
@@ -278,14 +281,15 @@ def score_model(
             pred = predict(manifest.items(source=source))
             ood = manifest.items(split="ood", source=source)
             ood_probs = predict(ood).probs if ood else None
-            scores = source_scores(pred.probs, pred.label_sets, threshold, ood_probs)
+            scores = source_scores(pred.probs, pred.label_sets, rule, ood_probs)
             scored[source] = {"role": role, **scores}
     seen = predict([it for it in manifest.items(split="test") if it.source in plan.train_sources])
     return {
         "temperature": engine.meta.temperature,
+        "not_sure_rule": rule.describe(),
         "input_size": list(engine.meta.input_size),
         "scored": scored,
-        "seen_test": seen_test_scores(seen.probs, seen.label_sets, threshold),
+        "seen_test": seen_test_scores(seen.probs, seen.label_sets, rule),
         "skipped": skipped,
     }
 
@@ -303,15 +307,15 @@ def write_outputs(result: dict, out: Path) -> None:
         os.replace(tmp, out / name)
 
 
-def _new_result(manifest_path: Path, manifest: Any, threshold: float, **fields: Any) -> dict:
-    if not 0.0 <= threshold <= 1.0:
+def _new_result(manifest_path: Path, manifest: Any, threshold: float | None, **fields: Any) -> dict:
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise WasteNetError(f"--threshold must be between 0 and 1, not {threshold}")
     return {
         "format_version": FORMAT_VERSION,
         "provenance": provenance(),
         "manifest": str(manifest_path),
         "manifest_hash": manifest.hash,
-        "threshold": float(threshold),
+        "threshold": None if threshold is None else float(threshold),
         **fields,
         "folds": [],
     }
@@ -324,7 +328,7 @@ def run_shift(
     sources: Sequence[str] | None = None,
     holdout_only: Sequence[str] = (),
     resolution: float | None = None,
-    threshold: float = CONFIDENCE_THRESHOLD,
+    threshold: float | None = None,
     skip_train: bool = False,
     overrides: dict | None = None,
     cache_dir: str | Path | None = None,
@@ -380,7 +384,7 @@ def score_existing(
     manifest_path: str | Path,
     out: str | Path,
     holdout_only: Sequence[str] = (),
-    threshold: float = CONFIDENCE_THRESHOLD,
+    threshold: float | None = None,
     cache_dir: str | Path | None = None,
     device: str | None = None,
 ) -> dict:

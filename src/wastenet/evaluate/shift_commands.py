@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from wastenet.classes import CONFIDENCE_THRESHOLD
 from wastenet.errors import ConfigError
 
 EPILOG = """examples:
@@ -50,8 +49,8 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
     p.add_argument(
         "--threshold",
         type=float,
-        default=CONFIDENCE_THRESHOLD,
-        help="top probability below which the bin says 'not sure'",
+        default=None,
+        help="the sureness below which the bin says 'not sure' (default: each model card's)",
     )
     p.add_argument("--skip-train", action="store_true", help="only score finished models")
     p.add_argument("--model", type=Path, help="score this existing bundle instead of training")

@@ -13,12 +13,13 @@ import numpy as np
 from wastenet.classes import CLASSES
 from wastenet.evaluate import metrics as M
 from wastenet.evaluate.scoring import score_group, score_ood
+from wastenet.sureness import NotSureRule
 
 
 def source_scores(
     probs: np.ndarray,
     label_sets: Sequence[tuple[str, ...]],
-    threshold: float,
+    threshold: NotSureRule | float,
     ood_probs: np.ndarray | None = None,
 ) -> dict:
     """One unseen source: evaluate's score_group plus the set-aware top-1 with its interval.
@@ -47,7 +48,7 @@ def source_scores(
 
 
 def seen_test_scores(
-    probs: np.ndarray, label_sets: Sequence[tuple[str, ...]], threshold: float
+    probs: np.ndarray, label_sets: Sequence[tuple[str, ...]], threshold: NotSureRule | float
 ) -> dict:
     """The training sources' own test items: how often the model refuses what it knows."""
     probs = np.asarray(probs, np.float64)
@@ -232,6 +233,15 @@ def folds_section(result: dict) -> list[str]:
     return lines
 
 
+def _rule_text(result: dict) -> str:
+    """How the result's models said "not sure": one bar for all, or each card's own rule."""
+    if result.get("threshold") is not None:
+        return f"; 'not sure' below {result['threshold']:.2f} (each model card's sureness)"
+    folds = result.get("folds", [])
+    rules = sorted({f["not_sure_rule"] for f in folds if f.get("not_sure_rule")})
+    return "; 'not sure': " + (", ".join(rules) or "each model card's rule")
+
+
 def render_markdown(result: dict) -> str:
     """shift.md: the tables a reviewer pastes into a results page."""
     res = result.get("resolution_pct")
@@ -241,7 +251,7 @@ def render_markdown(result: dict) -> str:
         "",
         f"Manifest `{result['manifest']}`; resolution "
         + (f"{res:g} % (override)" if res else "the recipe's own")
-        + f"; 'not sure' below {result['threshold']:.2f} top probability (calibrated T)"
+        + _rule_text(result)
         + (f"; overrides `{result['overrides']}`" if result.get("overrides") else "")
         + ".",
         "",

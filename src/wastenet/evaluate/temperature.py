@@ -22,17 +22,10 @@ import numpy as np
 
 from wastenet.errors import WasteNetError
 from wastenet.evaluate.metrics import label_masks, score  # noqa: F401  (label_masks: re-exported)
+from wastenet.sureness import rescale
 
 LOG_T_RANGE = (np.log(0.05), np.log(20.0))
 ECE_BINS = 15
-
-
-def rescale(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(logits / T) computed from p = softmax(logits)."""
-    logp = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)) / temperature
-    logp -= logp.max(axis=1, keepdims=True)
-    out = np.exp(logp)
-    return out / out.sum(axis=1, keepdims=True)
 
 
 def set_nll(probs: np.ndarray, masks: np.ndarray) -> float:

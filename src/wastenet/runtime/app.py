@@ -22,6 +22,7 @@ from pathlib import Path
 from wastenet.errors import ConfigError, ExitCode, WasteNetError
 from wastenet.provenance import provenance
 from wastenet.runtime.watchdog import STUCK_S
+from wastenet.sureness import NotSureRule
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +93,9 @@ class BinOptions:
             SamplePolicy.parse(self.store_policy)
 
 
-def not_sure_below(opts: BinOptions, engine) -> float:
-    """The vote's confidence threshold: --threshold, or the model card's."""
-    return engine.meta.not_sure_below if opts.threshold is None else opts.threshold
+def not_sure_rule(opts: BinOptions, engine) -> NotSureRule:
+    """The model card's "not sure" rule, with --threshold as its bar where given."""
+    return NotSureRule.of(engine.meta, opts.threshold)
 
 
 def _require(ok: bool, message: str) -> None:
@@ -169,7 +170,7 @@ def run_bin(
         engine = load_engine(model)
     doors = _load_doors(opts, engine, print_fn)
     try:
-        vote = MajorityVote(opts.vote, not_sure_below(opts, engine), opts.min_share)
+        vote = MajorityVote(opts.vote, not_sure_rule(opts, engine).threshold, opts.min_share)
     except ValueError as exc:
         raise WasteNetError(str(exc)) from exc
     run_dir = Path(opts.run_dir or Path("runs") / "bin" / time.strftime("%Y%m%d-%H%M%S"))
@@ -361,7 +362,7 @@ def _store_hook(opts: BinOptions, engine, parts: list):
     )
     store = SampleStore(
         opts.store,
-        SamplePolicy.parse(opts.store_policy, not_sure_below(opts, engine)),
+        SamplePolicy.parse(opts.store_policy, not_sure_rule(opts, engine)),
         quota,
         version.strip(),
     )

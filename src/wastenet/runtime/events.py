@@ -19,7 +19,7 @@ class FrameResult:
     times: dict[str, float]
     probs: np.ndarray | None = None
     label: str | None = None  # top-1 class, NOT_SURE below the vote's confidence bar
-    confidence: float | None = None
+    confidence: float | None = None  # the card's sureness (wastenet.sureness)
     vote: VoteResult | None = None
     fps: float = 0.0
     crop_box: tuple[int, int, int, int] | None = None  # the object crop that was classified

@@ -23,6 +23,7 @@ from wastenet.runtime.events import Actuation, FrameResult, RunSummary
 from wastenet.runtime.gate import PresenceGate
 from wastenet.runtime.sources import FrameSource
 from wastenet.runtime.vote import MajorityVote
+from wastenet.sureness import NotSureRule
 
 if TYPE_CHECKING:
     from wastenet.accelerate import Engine
@@ -57,6 +58,7 @@ class BinLoop:
             meta.std,
             meta.labels,
         )
+        self._sureness = NotSureRule.of(meta).sureness  # what the vote's threshold reads
         self._aspect = max(self.size_hw) / min(self.size_hw)  # the object crop's (landscape)
         self.summary = RunSummary()
         self._fps = 0.0
@@ -98,7 +100,7 @@ class BinLoop:
             mark("vote")
             t = clock()
             top = int(np.argmax(result.probs))
-            result.confidence = float(result.probs[top])
+            result.confidence = float(self._sureness(result.probs))
             result.label = self.vote.entry(self.labels[top], result.confidence)
             result.vote = self.vote.add(self.labels[top], result.confidence, frame.t_capture)
             times["vote"] = clock() - t

@@ -36,14 +36,14 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from wastenet.classes import CONFIDENCE_THRESHOLD
 from wastenet.errors import ConfigError, WasteNetError
+from wastenet.sureness import NotSureRule
 
 log = logging.getLogger(__name__)
 
@@ -87,29 +87,31 @@ LISTED_UNKNOWN = 20  # unknown file names shown in the start-up log line
 
 @dataclass
 class SamplePolicy:
-    """Which frames to keep: ``all``, ``uncertain`` (top probability below a bar) or ``every:k``."""
+    """Which frames to keep: ``all``, ``uncertain`` (the model card's "not sure" rule says
+    not sure: ``wastenet.sureness``) or ``every:k``."""
 
     mode: str = "all"
     every: int = 1
-    uncertain_below: float = CONFIDENCE_THRESHOLD
+    rule: NotSureRule = field(default_factory=NotSureRule)
 
     @classmethod
-    def parse(cls, text: str, uncertain_below: float = CONFIDENCE_THRESHOLD) -> SamplePolicy:
+    def parse(cls, text: str, rule: NotSureRule | None = None) -> SamplePolicy:
+        rule = rule or NotSureRule()
         text = text.strip().lower()
         if text in ("all", "uncertain"):
-            return cls(text, 1, uncertain_below)
+            return cls(text, 1, rule)
         if text.startswith("every:"):
             try:
                 k = int(text.split(":", 1)[1])
             except ValueError:
                 k = 0
             if k >= 1:
-                return cls("every", k, uncertain_below)
+                return cls("every", k, rule)
         raise ConfigError(f"sampling policy {text!r}: use all, uncertain or every:K (K >= 1)")
 
-    def wants(self, seen: int, confidence: float) -> bool:
+    def wants(self, seen: int, sureness: float) -> bool:
         if self.mode == "uncertain":
-            return confidence < self.uncertain_below
+            return sureness < self.rule.threshold
         if self.mode == "every":
             return seen % self.every == 0
         return True
@@ -261,7 +263,7 @@ class SampleStore:
     ) -> int | None:
         """Keep the sample if the policy wants it; returns its row id, or None (not wanted, or
         dropped because the write failed: one warning per burst of failures)."""
-        confidence = float(np.max(probs))
+        confidence = float(self.policy.rule.sureness(probs))  # the rule's sureness
         self.seen += 1
         if not self.policy.wants(self.seen - 1, confidence):
             return None

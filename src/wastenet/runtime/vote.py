@@ -1,7 +1,7 @@
 """A true majority vote over the last N predictions, and the paper's index average for contrast.
 
 Each prediction enters the window as its class name, or as ``NOT_SURE`` when its
-top probability is below ``min_confidence``. A class wins when it holds more than
+sureness (the model card's rule, ``wastenet.sureness``) is below ``min_confidence``. A class wins when it holds more than
 ``min_share`` of the *whole* window (N slots, so a fresh window needs N/2 + 1
 votes at the default 0.5, as in the paper's analysis). "Not sure" can fill the
 window but never wins. The decision counts as changed only when a different class
@@ -41,7 +41,7 @@ class MajorityVote:
         return label if confidence >= self.min_confidence else NOT_SURE
 
     def add(self, label: str, confidence: float, t: float = 0.0) -> VoteResult:
-        """Add one prediction (its label and top probability) captured at time ``t``."""
+        """Add one prediction (its label and sureness) captured at time ``t``."""
         self.window.append((self.entry(label, confidence), t))
         counts = Counter(name for name, _ in self.window if name != NOT_SURE)
         if not counts:

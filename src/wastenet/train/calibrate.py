@@ -14,9 +14,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from wastenet.errors import WasteNetError
-from wastenet.evaluate.temperature import calibration_summary, fit_temperature, label_masks
+from wastenet.evaluate.temperature import (
+    calibration_summary,
+    fit_temperature,
+    label_masks,
+    rescale,
+)
 from wastenet.meta import BundleMeta
+from wastenet.sureness import NotSureRule, parse_rule
 
 
 def calibrated_meta(
@@ -26,9 +34,16 @@ def calibrated_meta(
     split: str = "val",
     cache_dir: str | Path | None = None,
     sources: Sequence[str] | None = None,
+    not_sure: str | None = None,
+    refuse: float | None = None,
 ) -> tuple[BundleMeta, dict]:
     """``meta`` with T fitted on ``split`` (and ``metrics["calibration"]``), and the
-    summary; the torch ``model`` runs on the CPU from its raw logits. Writes nothing."""
+    summary; the torch ``model`` runs on the CPU from its raw logits. Writes nothing.
+
+    ``not_sure`` (``certainty@2``, ``top_probability``: ``wastenet.sureness``) sets the
+    card's "not sure" rule; with it or with ``refuse``, the rule's bar is set to refuse
+    that share of the split's items (default 5 %), measured on the calibrated
+    probabilities exactly as the bin computes them."""
     from wastenet.accelerate.backends.torch_backend import TorchEngine
     from wastenet.evaluate.dataset import load_manifest
     from wastenet.evaluate.predict import predict_items
@@ -51,8 +66,40 @@ def calibrated_meta(
     if pred.skipped:
         summary["skipped"] = len(pred.skipped)
     meta = dataclasses.replace(meta, temperature=temperature)
+    if not_sure is not None or refuse is not None:
+        meta = _with_not_sure_bar(meta, rescale(pred.probs, temperature), not_sure, refuse)
+        summary["not_sure"] = {
+            "rule": NotSureRule.of(meta).describe(),
+            "refuse": DEFAULT_REFUSALS if refuse is None else refuse,
+            "refused": float(
+                (NotSureRule.of(meta).sureness(rescale(pred.probs, temperature))
+                 < meta.not_sure_below).mean()
+            ),
+        }  # fmt: skip
     meta.metrics = dict(meta.metrics, calibration=summary)
     return meta, summary
+
+
+DEFAULT_REFUSALS = 0.05  # the share of known items a "not sure" bar set by calibrate refuses
+
+
+def _with_not_sure_bar(
+    meta: BundleMeta, probs: np.ndarray, not_sure: str | None, refuse: float | None
+) -> BundleMeta:
+    """``meta`` with the rule ``not_sure`` (else its own) and the bar that refuses
+    ``refuse`` of ``probs``' rows."""
+    refuse = DEFAULT_REFUSALS if refuse is None else refuse
+    if not 0.0 <= refuse < 1.0:
+        raise WasteNetError(f"--refuse {refuse}: a share in [0, 1)")
+    if not_sure is not None:
+        try:
+            score, temperature = parse_rule(not_sure)
+        except ValueError as exc:
+            raise WasteNetError(f"--not-sure {exc}") from exc
+        meta = dataclasses.replace(meta, not_sure_score=score, not_sure_temperature=temperature)
+    sureness = NotSureRule.of(meta).sureness(probs)
+    bar = float(np.quantile(sureness, refuse)) if refuse > 0 else 0.0
+    return dataclasses.replace(meta, not_sure_below=bar)
 
 
 def default_out(bundle: str | Path) -> Path:
@@ -68,6 +115,8 @@ def calibrate_bundle(
     cache_dir: str | Path | None = None,
     out: str | Path | None = None,
     sources: Sequence[str] | None = None,
+    not_sure: str | None = None,
+    refuse: float | None = None,
 ) -> dict:
     """Fit T on ``split`` and write the calibrated bundle to ``out`` (default: beside the
     bundle, ``NAME.calibrated.safetensors``); the bundle read is left as it is."""
@@ -81,6 +130,9 @@ def calibrate_bundle(
             "give another --out"
         )
     model, meta = load_bundle(bundle)
-    meta, summary = calibrated_meta(model, meta, manifest, split, cache_dir, sources)
+    sources = sources or meta.trained_sources  # a source held out of training stays unseen
+    meta, summary = calibrated_meta(
+        model, meta, manifest, split, cache_dir, sources, not_sure, refuse
+    )
     save_bundle(model, meta, out)
     return summary

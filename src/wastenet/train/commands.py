@@ -79,6 +79,19 @@ def _register_calibrate(sub, formatter_class) -> None:
     p.add_argument("--out", type=Path, help="the calibrated bundle (default: NAME.calibrated."
                    "safetensors beside BUNDLE)")  # fmt: skip
     p.add_argument("--cache-dir", type=Path, help="the data stage's decoded image cache")
+    p.add_argument(
+        "--not-sure",
+        metavar="SCORE[@T]",
+        help="the card's 'not sure' rule: top_probability or certainty, @T re-tempered "
+        "(certainty@2); its bar refuses --refuse of the split's items",
+    )
+    p.add_argument(
+        "--refuse",
+        type=float,
+        metavar="SHARE",
+        help="set the 'not sure' bar to refuse this share of the split's items "
+        "(default 0.05 with --not-sure; without either the bar stays)",
+    )
     p.set_defaults(func=_calibrate)
 
 
@@ -128,12 +141,16 @@ def _calibrate(args) -> int:
     if not args.bundle.is_file() or args.bundle.suffix != ".safetensors":
         raise WasteNetError(f"{args.bundle}: give a .safetensors bundle to calibrate")
     out = args.out or default_out(args.bundle)
-    s = calibrate_bundle(args.bundle, args.manifest, args.split, args.cache_dir, out)
+    s = calibrate_bundle(args.bundle, args.manifest, args.split, args.cache_dir, out,
+                         not_sure=args.not_sure, refuse=args.refuse)  # fmt: skip
     print(
         f"temperature {s['temperature']:.3f} on {s['images']} {s['split']} images: "
         f"NLL {s['nll_before']:.4f} -> {s['nll_after']:.4f}, "
         f"ECE {100 * s['ece_before']:.2f} % -> {100 * s['ece_after']:.2f} %, "
         f"mean confidence {s['mean_confidence_before']:.3f} -> {s['mean_confidence_after']:.3f}"
     )
+    if "not_sure" in s:
+        ns = s["not_sure"]
+        print(f"'not sure': {ns['rule']} (refuses {100 * ns['refused']:.1f} % of {s['split']})")
     print(f"written: {out}")
     return 0
