@@ -13,7 +13,8 @@ next to its refusals on the scored items. With ``--in-distribution SOURCE ...`` 
 sources both models trained on) it also measures how well each model's sureness
 separates OOD items from those sources' items, whatever the threshold: the AUROC, and
 the OOD "not sure" rate at the threshold that refuses 5 % of them. ``--sureness
-certainty@2`` scores both models with that sureness instead of their cards'. Writes
+certainty@2`` measures that separation with another sureness than the cards' (the
+cards' bars mean nothing on it, so their "not sure" rates are left out). Writes
 results/compare_models_<name>.json with the command, date and machine.
 """
 
@@ -98,12 +99,13 @@ def compare(old: Path, new: Path, manifest: Path, splits: list[str], sources: li
                 rule = rule_for(engine, sureness)
                 sure_ood = rule.sureness(predict_items(engine, ood, cache_dir=cache_dir).probs)
                 sure_in = rule.sureness(pred.probs)
-                not_sure[key] = {
-                    "rule": rule.describe(),
-                    "threshold": rule.threshold,
-                    "ood_not_sure": 100.0 * float((sure_ood < rule.threshold).mean()),
-                    "refusals": 100.0 * float((sure_in < rule.threshold).mean()),
-                }
+                if sureness is None:  # the card's bar means nothing on another sureness
+                    not_sure[key] = {
+                        "rule": rule.describe(),
+                        "threshold": rule.threshold,
+                        "ood_not_sure": 100.0 * float((sure_ood < rule.threshold).mean()),
+                        "refusals": 100.0 * float((sure_in < rule.threshold).mean()),
+                    }
                 if inside.any():
                     separation[key] = ood_separation(sure_in[inside], sure_ood, ood_sources)
     source_of = np.array([it.source for it in items])
@@ -183,8 +185,8 @@ def main() -> None:
     parser.add_argument(
         "--sureness",
         metavar="SCORE[@T]",
-        help="score both models' 'not sure' with this sureness instead of their cards' "
-        "(top_probability, certainty; @T re-tempers: certainty@2); the bar stays the card's",
+        help="measure the OOD separation with this sureness instead of the cards' "
+        "(top_probability, certainty; @T re-tempers: certainty@2)",
     )
     args = parser.parse_args()
     result = compare(args.old, args.new, args.manifest, args.split, args.sources, args.cache_dir,
