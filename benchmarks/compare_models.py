@@ -166,6 +166,16 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def write_result(result: dict, stem: str, text: str) -> Path:
+    """results/<stem>.json, and ``text`` (the result's table) on stdout."""
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{stem}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(text)
+    print(f"\nwritten: {out}")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("old", type=Path)
@@ -192,11 +202,7 @@ def main() -> None:
     result = compare(args.old, args.new, args.manifest, args.split, args.sources, args.cache_dir,
                      args.in_distribution, args.sureness)  # fmt: skip
     result["provenance"] = provenance()
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"compare_models_{args.name}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(table(result))
-    print(f"\nwritten: {out}")
+    write_result(result, f"compare_models_{args.name}", table(result))
 
 
 if __name__ == "__main__":

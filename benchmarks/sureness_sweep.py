@@ -18,12 +18,11 @@ the main job saying "not sure". Writes results/sureness_sweep_<name>.json.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
-from compare_models import RESULTS, ood_separation  # benchmarks/ is the script's folder
+from compare_models import ood_separation, write_result  # benchmarks/ is the script's folder
 from wastenet.accelerate import load_engine
 from wastenet.data.manifest import load_manifest
 from wastenet.evaluate.predict import predict_images, predict_items
@@ -130,11 +129,7 @@ def main() -> None:
                                args.refusals) for p in args.models],
         "provenance": provenance(),
     }  # fmt: skip
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"sureness_sweep_{args.name}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(table(result))
-    print(f"\nwritten: {out}")
+    write_result(result, f"sureness_sweep_{args.name}", table(result))
 
 
 if __name__ == "__main__":
