@@ -605,3 +605,16 @@ def test_ood_weight_adds_the_training_sources_outliers(tmp_path_factory, tmp_pat
           progress=False)  # fmt: skip
     with pytest.raises(ConfigError, match="ood_weight"):
         tiny_config(manifest, tmp_path, ood_weight=-1)
+    # ood_sources: both sources train, only beta's outliers are exposed
+    cfg = tiny_config(manifest, tmp_path, ood_weight=0.5, ood_sources=["beta"], calibrate=False)
+    ctx = RunContext(cfg, tmp_path / "ctx3", progress=False)
+    outliers = [it for it in ctx.train_data(cfg.phases[0]).items if not it.labels]
+    assert {it.source for it in outliers} == {"beta"} and len(outliers) == 4
+    assert {it.source for it in ctx.train_data(cfg.phases[0]).items if it.labels} == {
+        "alpha", "beta"}  # fmt: skip
+    ctx.close()
+    with pytest.raises(ConfigError, match="ood_sources needs ood_weight"):
+        tiny_config(manifest, tmp_path, ood_sources=["beta"])
+    with pytest.raises(ConfigError, match="ood_sources"):
+        RunContext(tiny_config(manifest, tmp_path, ood_weight=0.5, ood_sources=["gamma"]),
+                   tmp_path / "ctx4", progress=False)  # fmt: skip

@@ -40,6 +40,7 @@ class TrainConfig:
     # Outlier exposure: > 0 adds the training sources' out-of-distribution items to each
     # epoch, trained toward a uniform answer with this weight (the bin's "not sure").
     ood_weight: float = 0.0
+    ood_sources: list[str] | None = None  # outliers of these training sources only (default: all)
     ema_decay: float | None = None  # e.g. 0.998: validate and ship an EMA of the weights
     teachers: list[str] | None = None  # bundles or artifacts to distil from (mean soft labels)
     distill_sources: list[str] | None = None  # teach only these sources' items (default: all)
@@ -102,6 +103,8 @@ class TrainConfig:
             isinstance(self.workers, (str, bool)) or int(self.workers) < 0
         ):
             raise ConfigError(f"workers must be 'auto' or a count >= 0, not {self.workers!r}")
+        if self.ood_sources is not None and self.ood_weight == 0:
+            raise ConfigError("ood_sources needs ood_weight > 0 (outlier exposure is off)")
         if self.distill_sources is not None and not self.teachers:
             raise ConfigError("distill_sources needs teachers to teach them")
         if not 0.0 <= self.distill_weight <= 1.0:

@@ -111,6 +111,7 @@ class RunContext:
             "source_weights": list(cfg.source_weights or {}),
             **{f"phase {p.name} sources": p.sources or [] for p in cfg.phases},
             "distill_sources": cfg.distill_sources or [],
+            "ood_sources": cfg.ood_sources or [],
         }
         for setting, names in named.items():
             unknown = set(names) - set(self.manifest.source_names)
@@ -223,8 +224,11 @@ class RunContext:
         return items
 
     def _outliers_for_training(self, sources: list[str] | None) -> list:
-        """The run's out-of-distribution items whose photo groups are in the train split."""
+        """The run's out-of-distribution items whose photo groups are in the train split
+        (of ``ood_sources`` only, where the config names them)."""
         items = self._of_run("ood", sources)
+        if self.cfg.ood_sources:
+            items = [it for it in items if it.source in self.cfg.ood_sources]
         if any(it.ood_split is None for it in items):
             raise ConfigError(
                 f"ood_weight: {self.cfg.manifest} was made before out-of-distribution items "
