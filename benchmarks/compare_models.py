@@ -69,9 +69,9 @@ def ood_separation(top_in: np.ndarray, top_ood: np.ndarray, ood_sources: np.ndar
     }  # fmt: skip
 
 
-def rule_for(engine, sureness: str | None) -> NotSureRule:
+def rule_for(meta, sureness: str | None) -> NotSureRule:
     """The card's "not sure" rule, or its bar with another sureness (``certainty@2``)."""
-    rule = NotSureRule.of(engine.meta)
+    rule = NotSureRule.of(meta)
     if sureness is None:
         return rule
     score, temperature = parse_rule(sureness)
@@ -96,7 +96,7 @@ def compare(old: Path, new: Path, manifest: Path, splits: list[str], sources: li
                 raise SystemExit(f"{pred.skipped[0]['path']}: {pred.skipped[0]['reason']}")
             hits[key] = pred.score()
             if ood:
-                rule = rule_for(engine, sureness)
+                rule = rule_for(engine.meta, sureness)
                 sure_ood = rule.sureness(predict_items(engine, ood, cache_dir=cache_dir).probs)
                 sure_in = rule.sureness(pred.probs)
                 if sureness is None:  # the card's bar means nothing on another sureness

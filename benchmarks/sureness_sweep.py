@@ -22,7 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from compare_models import ood_separation, write_result  # benchmarks/ is the script's folder
+from compare_models import (  # benchmarks/ is the script's folder
+    ood_separation,
+    rule_for,
+    write_result,
+)
 from wastenet.accelerate import load_engine
 from wastenet.data.manifest import load_manifest
 from wastenet.evaluate.predict import predict_images, predict_items
@@ -58,8 +62,7 @@ def sweep_model(path: Path, manifest, in_distribution: list[str], rules: list[st
     ood_sources = np.array([it.source for it in ood])
     rows = {}
     for text in rules:
-        score, temperature = parse_rule(text)
-        rule = NotSureRule(0.0, score, temperature, meta.temperature)
+        rule = rule_for(meta, text)  # the bar is set below, per measure
         s_in, s_ood = rule.sureness(probs_in), rule.sureness(probs_ood)
         s_samples = rule.sureness(probs_samples)
         sep = ood_separation(s_in, s_ood, ood_sources, refusals)

@@ -51,12 +51,12 @@ def evaluate_model(
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Score ``engine`` on ``manifest``'s ``split`` (+ its OOD items); optionally write files.
+
+    ``manifest`` needs ``items(split=...)`` and ``ood_items(training=False)`` (the data
+    stage's Manifest).
     ``threshold`` is the "not sure" rule: None, the card's (``NotSureRule.of``); a bare
     number, a top-probability threshold.
-
-        ``manifest`` needs ``items(split=...)`` and ``ood_items(training=False)`` (the data
-        stage's Manifest).
-        ``limit`` caps the items per source (a quick look, not a result to quote).
+    ``limit`` caps the items per source (a quick look, not a result to quote).
     """
     log = log or (lambda _msg: None)
     _check_labels(engine)

@@ -1,12 +1,12 @@
 """A true majority vote over the last N predictions, and the paper's index average for contrast.
 
 Each prediction enters the window as its class name, or as ``NOT_SURE`` when its
-sureness (the model card's rule, ``wastenet.sureness``) is below ``min_confidence``. A class wins when it holds more than
-``min_share`` of the *whole* window (N slots, so a fresh window needs N/2 + 1
-votes at the default 0.5, as in the paper's analysis). "Not sure" can fill the
-window but never wins. The decision counts as changed only when a different class
-wins; a reset (nothing in front of the camera) forgets the last decision, so the
-next item opens its door even if it is of the same class.
+sureness (the model card's rule, ``wastenet.sureness``) is below ``min_confidence``.
+A class wins when it holds more than ``min_share`` of the *whole* window (N slots, so
+a fresh window needs N/2 + 1 votes at the default 0.5, as in the paper's analysis).
+"Not sure" can fill the window but never wins. The decision counts as changed only
+when a different class wins; a reset (nothing in front of the camera) forgets the last
+decision, so the next item opens its door even if it is of the same class.
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ from wastenet.evaluate.temperature import (
 from wastenet.meta import BundleMeta
 from wastenet.sureness import NotSureRule, parse_rule
 
+DEFAULT_REFUSALS = 0.05  # the share of known items a "not sure" bar set by calibrate refuses
+
 
 def calibrated_meta(
     model: Any,
@@ -67,27 +69,18 @@ def calibrated_meta(
         summary["skipped"] = len(pred.skipped)
     meta = dataclasses.replace(meta, temperature=temperature)
     if not_sure is not None or refuse is not None:
-        meta = _with_not_sure_bar(meta, rescale(pred.probs, temperature), not_sure, refuse)
-        summary["not_sure"] = {
-            "rule": NotSureRule.of(meta).describe(),
-            "refuse": DEFAULT_REFUSALS if refuse is None else refuse,
-            "refused": float(
-                (NotSureRule.of(meta).sureness(rescale(pred.probs, temperature))
-                 < meta.not_sure_below).mean()
-            ),
-        }  # fmt: skip
+        meta, summary["not_sure"] = _with_not_sure_bar(
+            meta, rescale(pred.probs, temperature), not_sure, refuse
+        )
     meta.metrics = dict(meta.metrics, calibration=summary)
     return meta, summary
 
 
-DEFAULT_REFUSALS = 0.05  # the share of known items a "not sure" bar set by calibrate refuses
-
-
 def _with_not_sure_bar(
     meta: BundleMeta, probs: np.ndarray, not_sure: str | None, refuse: float | None
-) -> BundleMeta:
+) -> tuple[BundleMeta, dict]:
     """``meta`` with the rule ``not_sure`` (else its own) and the bar that refuses
-    ``refuse`` of ``probs``' rows."""
+    ``refuse`` of ``probs``' rows (the calibrated probabilities), and what it refuses."""
     refuse = DEFAULT_REFUSALS if refuse is None else refuse
     if not 0.0 <= refuse < 1.0:
         raise WasteNetError(f"--refuse {refuse}: a share in [0, 1)")
@@ -99,7 +92,9 @@ def _with_not_sure_bar(
         meta = dataclasses.replace(meta, not_sure_score=score, not_sure_temperature=temperature)
     sureness = NotSureRule.of(meta).sureness(probs)
     bar = float(np.quantile(sureness, refuse)) if refuse > 0 else 0.0
-    return dataclasses.replace(meta, not_sure_below=bar)
+    meta = dataclasses.replace(meta, not_sure_below=bar)
+    refused = float((sureness < bar).mean())
+    return meta, {"rule": NotSureRule.of(meta).describe(), "refuse": refuse, "refused": refused}
 
 
 def default_out(bundle: str | Path) -> Path:
