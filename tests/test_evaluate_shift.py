@@ -209,6 +209,58 @@ def test_existing_bundle_scores_every_unseen_source(loso, data):
         assert only["scored"][source]["not_sure"] == fold["scored"][source]["not_sure"]
 
 
+def test_each_fold_distils_from_the_same_fold_of_an_earlier_run(loso, data, capsys):
+    """--teachers-from: no fold's teacher saw its left-out source; lists narrow per fold."""
+    fixed = loso["result"]["folds"][0]["model"]  # saw beta and gamma: a leak in their folds
+    teaching = _recipe(
+        data["tmp"] / "teach.yaml",
+        data["tmp"] / "cache",
+        "  - {name: main, epochs: 1, lr: 1.0e-3}\n",
+    )
+    text = teaching.read_text() + f"teachers: [{fixed}]\ndistill_sources: [alpha]\n"
+    teaching.write_text(text + "ood_weight: 0.5\nood_sources: [beta]\n")
+    base = ["shift", str(teaching), "--manifest", str(data["manifest"]), "--holdout-only"]
+    base += ["delta", "--resolution", "12.5", "--no-progress"]
+    assert main([*base, "--out", str(data["tmp"] / "taught")]) == 0
+    assert "--teachers-from gives each fold its own" in capsys.readouterr().err  # the warning
+    per_fold = [*base, "--teachers-from", str(loso["out"]), "--out"]
+    assert main([*per_fold, str(data["tmp"] / "taught")]) == 2
+    assert "another config" in capsys.readouterr().err  # the leaky folds are not reused
+    out = data["tmp"] / "taught_per_fold"
+    assert main([*per_fold, str(out)]) == 0
+    capsys.readouterr()
+    result = json.loads((out / "shift.json").read_text())
+    earlier = {f["name"]: f["model"] for f in loso["result"]["folds"]}
+    for fold in result["folds"]:
+        (stage,) = fold["stages"]
+        cfg = load_train_config(str(Path(stage["dir"]) / "config.yaml"))
+        if fold["name"] == "without-alpha":  # alpha was the only source to distil on
+            assert cfg.teachers is None and cfg.distill_sources is None
+            assert stage["teachers"] is None
+            assert [d["term"] for d in fold["dropped_phases"]] == ["distill_sources"]
+        else:
+            assert stage["teachers"] == cfg.teachers == [earlier[fold["name"]]]
+            assert cfg.distill_sources == ["alpha"]
+        if fold["name"] == "without-beta":  # beta was the only source of outliers
+            assert cfg.ood_weight == 0.0 and cfg.ood_sources is None
+            assert [d["term"] for d in fold["dropped_phases"]] == ["ood_sources"]
+        else:
+            assert cfg.ood_weight == 0.5
+    md = (out / "shift.md").read_text()
+    assert f"distilled from `{earlier['without-gamma']}`" in md
+    assert "without distillation: it draws only on alpha" in md
+    # a run without that fold's model, or without a result at all: one clear line
+    partial = data["tmp"] / "partial"
+    partial.mkdir()
+    cut = dict(loso["result"], folds=loso["result"]["folds"][:2])
+    (partial / "shift.json").write_text(json.dumps(cut))
+    for source, message in ((partial, "fold without-gamma has no finished model"),
+                            (data["tmp"], "no shift.json there")):  # fmt: skip
+        assert main([*base, "--teachers-from", str(source), "--out", str(partial)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
 def test_interrupted_fold_resumes(data, tmp_path, monkeypatch):
     import wastenet.train.loop as loop
 

@@ -125,6 +125,7 @@ def stage_configs(
         cfg.sources = run_sources
         if cfg.source_weights:
             cfg.source_weights = {s: w for s, w in cfg.source_weights.items() if s in run_sources}
+        dropped += _narrow_source_lists(cfg, k, name)
         kept = []
         for phase in cfg.phases:
             if phase.sources is not None:
@@ -151,6 +152,58 @@ def stage_configs(
             "from weights that saw the left-out source"
         )
     return stages, dropped
+
+
+def _narrow_source_lists(cfg: Any, k: int, name: str) -> list[dict]:
+    """``ood_sources`` and ``distill_sources`` narrowed to the stage's sources: a list left
+    empty turns its term off (outlier exposure, distillation) and is recorded as dropped."""
+    dropped = []
+    for key, off in (("ood_sources", {"ood_weight": 0.0}), ("distill_sources", {"teachers": None})):
+        wanted = getattr(cfg, key)
+        if wanted is None:
+            continue
+        kept = [s for s in wanted if s in cfg.sources]
+        setattr(cfg, key, kept or None)
+        if not kept:
+            for attr, value in off.items():
+                setattr(cfg, attr, value)
+            dropped.append(
+                {"stage": k, "recipe": name, "phase": None, "term": key, "sources": wanted}
+            )
+    return dropped
+
+
+def fold_teachers(teachers_from: Path, plans: Sequence[FoldPlan]) -> dict[str, str]:
+    """Each fold's teacher: the model of the same fold of an earlier LOSO run.
+
+    A recipe that distils from a fixed model (``teachers``) leaks the left-out source into
+    its fold when that model saw it; the earlier run's fold model never did. Checked for
+    every fold before the first one trains.
+    """
+    path = teachers_from / "shift.json"
+    if not path.is_file():
+        raise WasteNetError(
+            f"--teachers-from {teachers_from}: no shift.json there (run that LOSO first)"
+        )
+    try:
+        folds = {f["name"]: f for f in json.loads(path.read_text())["folds"]}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WasteNetError(f"{path}: not a shift result ({exc})") from None
+    teachers = {}
+    for plan in plans:
+        fold = folds.get(plan.name)
+        model = Path(fold["model"]) if fold and fold.get("model") else None
+        if model is None or not model.is_file():
+            raise WasteNetError(
+                f"--teachers-from {teachers_from}: fold {plan.name} has no finished model"
+            )
+        saw = sorted(set(fold["train_sources"]) & {*plan.left_out, *plan.holdout})
+        if saw:
+            raise WasteNetError(
+                f"--teachers-from {teachers_from}: its {plan.name} model trained on {', '.join(saw)}"
+            )
+        teachers[plan.name] = str(model)
+    return teachers
 
 
 def _check_same_config(cfg: Any, run_dir: Path) -> None:
@@ -225,20 +278,27 @@ def train_fold(
     out: Path,
     skip_train: bool = False,
     progress: bool = True,
+    teacher: str | None = None,
 ) -> dict:
-    """The fold's stages in order, each from the previous one's model; the fold's record."""
+    """The fold's stages in order, each from the previous one's model; the fold's record.
+
+    ``teacher`` (the fold's own, see ``fold_teachers``) replaces every distilling stage's
+    ``teachers``."""
     stages, dropped = stage_configs(recipes, plan)
     record: dict = {"stages": [], "dropped_phases": dropped, "model": None}
     previous: Path | None = None
     for k, name, cfg in stages:
         if previous is not None:
             cfg.pretrained = str(previous)
-            cfg.validate()
+        if teacher is not None and cfg.teachers:
+            cfg.teachers = [teacher]
+        cfg.validate()
         run_dir = out / plan.name / f"stage{k}"
         done = train_stage(cfg, run_dir, skip_train, progress)
         record["stages"].append(
-            {"stage": k, "recipe": name, "dir": str(run_dir), "pretrained": cfg.pretrained, **done}
-        )
+            {"stage": k, "recipe": name, "dir": str(run_dir), "pretrained": cfg.pretrained,
+             "teachers": cfg.teachers, **done}
+        )  # fmt: skip
         if done["status"] == "missing":
             break
         previous = run_dir / MODEL_FILE
@@ -334,6 +394,7 @@ def run_shift(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    teachers_from: str | Path | None = None,
 ) -> dict:
     """LOSO over the manifest's sources for a (chained) recipe ``[(name, TrainConfig)]``.
 
@@ -360,15 +421,22 @@ def run_shift(
     if isinstance(recipes[0][1].pretrained, str):
         log(f"warning: stage 1 starts from {recipes[0][1].pretrained}; if that model saw a "
             "left-out source, its fold is not unseen")  # fmt: skip
+    teachers = fold_teachers(Path(teachers_from), plans) if teachers_from else {}
+    fixed = sorted({t for _, cfg in recipes for t in cfg.teachers or ()})
+    if fixed and not teachers:
+        log(f"warning: the recipe distils from {', '.join(fixed)} in every fold; if that model "
+            "saw a left-out source, its fold is not unseen (--teachers-from gives each fold its own)")  # fmt: skip
     cache = cache_dir or recipes[0][1].cache_dir or default_cache_dir()
     result = _new_result(
         manifest_path, manifest, threshold,
         mode="loso", recipes=[n for n, _ in recipes], overrides=overrides or {},
         resolution_pct=resolution, holdout_only=list(holdout_only),
+        teachers_from=None if teachers_from is None else str(teachers_from),
     )  # fmt: skip
     for plan in plans:
         log(f"fold {plan.name}: training on {', '.join(plan.train_sources)}")
-        fold = {**plan.__dict__, **train_fold(recipes, plan, out, skip_train, progress)}
+        trained = train_fold(recipes, plan, out, skip_train, progress, teachers.get(plan.name))
+        fold = {**plan.__dict__, **trained}
         if fold["model"]:
             fold.update(score_model(fold["model"], manifest, plan, threshold, cache))
         else:

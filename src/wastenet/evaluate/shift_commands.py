@@ -16,13 +16,19 @@ EPILOG = """examples:
   wastenet shift lite0_mixed_75 --manifest M --out runs/shift/lite0_50 --skip-train --threshold 0.6
   wastenet shift --model src/wastenet/assets/model/model.safetensors --trained-on trashnet web-mixed \\
       --manifest runs/data/manifest.json --out runs/shift/shipped_model
+  wastenet shift lite0_multisource_75 lite0_multisource_75_stage2 lite0_multisource_75_stage3 \
+      lite0_multisource_75_stage4 --manifest runs/data4/manifest.json --holdout-only muell \
+      --out runs/shift/multisource --teachers-from runs/shift/previous_recipe
 
 For each source S (of the manifest, or --sources), RECIPE trains on every other source
 into OUT/without-S/stageK/ and the model scores ALL of S's items (it never saw S):
 set-aware top-1 with a Wilson interval, exact top-1, per-class recall, confusion, and
 'not sure' rates on S, on S's out-of-distribution items and on the training sources'
 test items. Several RECIPEs chain: stage k+1 starts from stage k's model of the same
-fold. A phase that trains only on the left-out source is dropped (and recorded).
+fold. A phase that trains only on the left-out source is dropped (and recorded), as is
+outlier exposure or distillation that draws only on it. A recipe that distils from a fixed
+model leaks the left-out source if that model saw it: --teachers-from takes each fold's
+teacher from an earlier LOSO run's model of the same fold instead.
 A fold with a finished model is not retrained; an interrupted one resumes: rerun the
 same command. Writes OUT/shift.json (after every fold) and OUT/shift.md.
 --model scores an existing bundle: every source not in --trained-on counts as unseen."""
@@ -52,6 +58,13 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
         default=None,
         help="the sureness below which the bin says 'not sure' (default: each model card's)",
     )
+    p.add_argument(
+        "--teachers-from",
+        type=Path,
+        metavar="DIR",
+        help="an earlier LOSO's output: each fold distils from that run's model of the same fold "
+        "(for a recipe with teachers, which would otherwise see the left-out source)",
+    )
     p.add_argument("--skip-train", action="store_true", help="only score finished models")
     p.add_argument("--model", type=Path, help="score this existing bundle instead of training")
     p.add_argument("--trained-on", nargs="+", default=None, metavar="S", help="with --model")
@@ -77,9 +90,15 @@ def cmd_shift(args: argparse.Namespace) -> int:
 
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if args.model is not None:
-        if args.recipes or args.set or args.resolution is not None or args.skip_train:
+        if (
+            args.recipes
+            or args.set
+            or args.resolution is not None
+            or args.skip_train
+            or args.teachers_from
+        ):
             raise ConfigError("--model scores an existing bundle: no RECIPE, --set, "
-                              "--resolution or --skip-train")  # fmt: skip
+                              "--resolution, --teachers-from or --skip-train")  # fmt: skip
         if not args.trained_on:
             raise ConfigError("--model needs --trained-on (the sources the bundle saw)")
         if args.sources:
@@ -100,6 +119,7 @@ def cmd_shift(args: argparse.Namespace) -> int:
                 recipes, args.manifest, args.out.expanduser().resolve(), args.sources,
                 args.holdout_only, args.resolution, args.threshold, args.skip_train,
                 overrides, args.cache_dir, progress=not args.no_progress, log=log,
+                teachers_from=args.teachers_from,
             )  # fmt: skip
         except KeyboardInterrupt:
             log(

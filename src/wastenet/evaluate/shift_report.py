@@ -217,6 +217,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+TERMS = {"ood_sources": "outlier exposure", "distill_sources": "distillation"}
+
+
 def folds_section(result: dict) -> list[str]:
     """Training status, time and what each fold dropped from the recipe."""
     lines = ["", "## Folds", ""]
@@ -224,7 +227,17 @@ def folds_section(result: dict) -> list[str]:
         secs = fold.get("train_seconds")
         took = "" if secs is None else f", {_duration(secs)} training"
         lines.append(f"- {fold['name']}: {fold.get('status', '–')}{took}; model `{fold['model']}`")
+        teachers = sorted({t for s in fold.get("stages", []) for t in s.get("teachers") or ()})
+        if teachers:
+            lines.append(f"  - distilled from {', '.join(f'`{t}`' for t in teachers)}")
         for d in fold.get("dropped_phases", []):
+            if d.get("term"):
+                term = TERMS[d["term"]]
+                lines.append(
+                    f"  - stage {d['stage']} ({d['recipe']}) without {term}: "
+                    f"it draws only on {', '.join(d['sources'])}"
+                )
+                continue
             what = f"phase `{d['phase']}`" if d.get("phase") else "the whole stage"
             lines.append(
                 f"  - dropped stage {d['stage']} ({d['recipe']}) {what}: "
