@@ -261,6 +261,35 @@ def test_each_fold_distils_from_the_same_fold_of_an_earlier_run(loso, data, caps
         assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
 
 
+def test_a_given_model_stands_for_its_fold_untrained(loso, data, capsys):
+    """--fold-model S=MODEL: MODEL is scored as the fold without S; the others train."""
+    folds = {f["name"]: f for f in loso["result"]["folds"]}
+    given = folds["without-alpha"]["model"]
+    out = data["tmp"] / "given"
+    base = ["shift", str(data["r2"]), "--manifest", str(data["manifest"]), "--holdout-only"]
+    base += ["delta", "--resolution", "12.5", "--no-progress", "--out", str(out)]
+    assert main([*base, "--fold-model", f"alpha={given}"]) == 0
+    capsys.readouterr()
+    result = json.loads((out / "shift.json").read_text())
+    first, *others = result["folds"]
+    assert first["status"] == "given" and first["model"] == given and first["stages"] == []
+    assert not (out / "without-alpha").exists()
+    for source in ("alpha", "delta"):  # the same model, the same numbers as in its own run
+        assert first["scored"][source] == folds["without-alpha"]["scored"][source]
+    assert [f["status"] for f in others] == ["trained", "trained"]
+    assert result["fold_models"] == {"alpha": given}
+    cases = {
+        f"zeta={given}": "no fold leaves out zeta",
+        f"beta={given}": "it trained on beta",  # the without-alpha model saw beta
+        "alpha=missing.safetensors": "no such model file",
+        "alpha": "takes SOURCE=MODEL",
+    }
+    for pair, message in cases.items():
+        assert main([*base, "--fold-model", pair]) == 2, pair
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
 def test_interrupted_fold_resumes(data, tmp_path, monkeypatch):
     import wastenet.train.loop as loop
 

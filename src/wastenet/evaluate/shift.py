@@ -154,6 +154,53 @@ def stage_configs(
     return stages, dropped
 
 
+def given_models(
+    fold_models: dict[str, str], plans: Sequence[FoldPlan], log: Callable[[str], None]
+) -> dict[str, str]:
+    """``--fold-model S=MODEL``: MODEL is the fold without S (a model already trained on the
+    other sources, such as a previous release), scored instead of trained. A model that
+    records its training sources must not have seen S or a holdout source; one that does
+    not is taken at its word, and said so."""
+    by_left = {plan.left_out[0]: plan for plan in plans}
+    given = {}
+    for source, model in fold_models.items():
+        plan = by_left.get(source)
+        if plan is None:
+            raise WasteNetError(
+                f"--fold-model {source}=...: no fold leaves out {source} "
+                f"(folds leave out {', '.join(by_left)})"
+            )
+        path = Path(model)
+        if not path.is_file():
+            raise WasteNetError(f"--fold-model {source}={model}: no such model file")
+        recorded = _artifact_meta(path).trained_sources
+        if recorded is None:
+            log(f"note: {model} does not record its training sources; counted as trained on "
+                f"{', '.join(plan.train_sources)} (--fold-model {source}=...)")  # fmt: skip
+        else:
+            saw = sorted(set(recorded) & {*plan.left_out, *plan.holdout})
+            if saw:
+                raise WasteNetError(
+                    f"--fold-model {source}={model}: it trained on {', '.join(saw)}"
+                )
+        given[plan.name] = str(path)
+    return given
+
+
+def _artifact_meta(path: Path) -> Any:
+    if path.suffix == ".safetensors":
+        from wastenet.meta import read_bundle_meta
+
+        return read_bundle_meta(path)
+    if path.suffix == ".onnx":
+        from wastenet.onnx_file import read_onnx_meta
+
+        return read_onnx_meta(path)
+    from wastenet.evaluate.predict import open_engine
+
+    return open_engine(path).meta
+
+
 def _narrow_source_lists(cfg: Any, k: int, name: str) -> list[dict]:
     """``ood_sources`` and ``distill_sources`` narrowed to the stage's sources: a list left
     empty turns its term off (outlier exposure, distillation) and is recorded as dropped."""
@@ -395,6 +442,7 @@ def run_shift(
     progress: bool = True,
     log: Callable[[str], None] = print,
     teachers_from: str | Path | None = None,
+    fold_models: dict[str, str] | None = None,
 ) -> dict:
     """LOSO over the manifest's sources for a (chained) recipe ``[(name, TrainConfig)]``.
 
@@ -421,6 +469,7 @@ def run_shift(
     if isinstance(recipes[0][1].pretrained, str):
         log(f"warning: stage 1 starts from {recipes[0][1].pretrained}; if that model saw a "
             "left-out source, its fold is not unseen")  # fmt: skip
+    given = given_models(fold_models or {}, plans, log)
     teachers = fold_teachers(Path(teachers_from), plans) if teachers_from else {}
     fixed = sorted({t for _, cfg in recipes for t in cfg.teachers or ()})
     if fixed and not teachers:
@@ -432,10 +481,15 @@ def run_shift(
         mode="loso", recipes=[n for n, _ in recipes], overrides=overrides or {},
         resolution_pct=resolution, holdout_only=list(holdout_only),
         teachers_from=None if teachers_from is None else str(teachers_from),
+        fold_models=dict(fold_models or {}),
     )  # fmt: skip
     for plan in plans:
         log(f"fold {plan.name}: training on {', '.join(plan.train_sources)}")
-        trained = train_fold(recipes, plan, out, skip_train, progress, teachers.get(plan.name))
+        if plan.name in given:
+            trained = {"stages": [], "dropped_phases": [], "status": "given"}
+            trained.update(model=given[plan.name], train_seconds=None)
+        else:
+            trained = train_fold(recipes, plan, out, skip_train, progress, teachers.get(plan.name))
         fold = {**plan.__dict__, **trained}
         if fold["model"]:
             fold.update(score_model(fold["model"], manifest, plan, threshold, cache))

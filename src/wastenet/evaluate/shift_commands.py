@@ -28,7 +28,8 @@ test items. Several RECIPEs chain: stage k+1 starts from stage k's model of the 
 fold. A phase that trains only on the left-out source is dropped (and recorded), as is
 outlier exposure or distillation that draws only on it. A recipe that distils from a fixed
 model leaks the left-out source if that model saw it: --teachers-from takes each fold's
-teacher from an earlier LOSO run's model of the same fold instead.
+teacher from an earlier LOSO run's model of the same fold instead. --fold-model S=MODEL
+scores MODEL as the fold without S (a release already trained on the other sources).
 A fold with a finished model is not retrained; an interrupted one resumes: rerun the
 same command. Writes OUT/shift.json (after every fold) and OUT/shift.md.
 --model scores an existing bundle: every source not in --trained-on counts as unseen."""
@@ -65,6 +66,14 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
         help="an earlier LOSO's output: each fold distils from that run's model of the same fold "
         "(for a recipe with teachers, which would otherwise see the left-out source)",
     )
+    p.add_argument(
+        "--fold-model",
+        nargs="+",
+        default=[],
+        metavar="S=MODEL",
+        help="score MODEL as the fold without S instead of training it (a model already "
+        "trained on the other sources, such as a previous release)",
+    )
     p.add_argument("--skip-train", action="store_true", help="only score finished models")
     p.add_argument("--model", type=Path, help="score this existing bundle instead of training")
     p.add_argument("--trained-on", nargs="+", default=None, metavar="S", help="with --model")
@@ -85,20 +94,31 @@ def _load_recipes(names: list[str], pairs: list[str], manifest: Path) -> tuple[l
     return [(name, load_train_config(name, full)) for name in names], overrides
 
 
+def _fold_models(pairs: list[str]) -> dict[str, str]:
+    models: dict[str, str] = {}
+    for pair in pairs:
+        source, sep, model = pair.partition("=")
+        if not sep or not source or not model:
+            raise ConfigError(f"--fold-model takes SOURCE=MODEL, not {pair!r}")
+        if source in models:
+            raise ConfigError(f"--fold-model: {source} given twice")
+        models[source] = model
+    return models
+
+
 def cmd_shift(args: argparse.Namespace) -> int:
     from wastenet.evaluate import shift
 
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if args.model is not None:
-        if (
-            args.recipes
-            or args.set
-            or args.resolution is not None
-            or args.skip_train
-            or args.teachers_from
-        ):
-            raise ConfigError("--model scores an existing bundle: no RECIPE, --set, "
-                              "--resolution, --teachers-from or --skip-train")  # fmt: skip
+        training_only = {
+            "RECIPE": args.recipes, "--set": args.set, "--resolution": args.resolution is not None,
+            "--teachers-from": args.teachers_from, "--fold-model": args.fold_model,
+            "--skip-train": args.skip_train,
+        }  # fmt: skip
+        used = [option for option, given in training_only.items() if given]
+        if used:
+            raise ConfigError(f"--model scores an existing bundle: drop {', '.join(used)}")
         if not args.trained_on:
             raise ConfigError("--model needs --trained-on (the sources the bundle saw)")
         if args.sources:
@@ -119,7 +139,7 @@ def cmd_shift(args: argparse.Namespace) -> int:
                 recipes, args.manifest, args.out.expanduser().resolve(), args.sources,
                 args.holdout_only, args.resolution, args.threshold, args.skip_train,
                 overrides, args.cache_dir, progress=not args.no_progress, log=log,
-                teachers_from=args.teachers_from,
+                teachers_from=args.teachers_from, fold_models=_fold_models(args.fold_model),
             )  # fmt: skip
         except KeyboardInterrupt:
             log(
