@@ -33,7 +33,7 @@ from wastenet.data.manifest import load_manifest
 from wastenet.evaluate.metrics import auroc, wilson_interval
 from wastenet.evaluate.predict import predict_items
 from wastenet.provenance import provenance
-from wastenet.sureness import NotSureRule, parse_rule
+from wastenet.sureness import DEFAULT_REFUSALS, NotSureRule, parse_rule, refusal_bar
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -50,11 +50,11 @@ def paired(hits_a: np.ndarray, hits_b: np.ndarray) -> dict:
 
 
 def ood_separation(top_in: np.ndarray, top_ood: np.ndarray, ood_sources: np.ndarray,
-                   refusals: float = 0.05) -> dict:  # fmt: skip
+                   refusals: float = DEFAULT_REFUSALS) -> dict:  # fmt: skip
     """How well a sureness tells OOD items from in-distribution ones, whatever the
     threshold: AUROC, and the OOD "not sure" rate at the threshold that refuses
     ``refusals`` of the in-distribution items (the issue's 5 %), per OOD source."""
-    threshold = float(np.quantile(top_in, refusals))
+    threshold = refusal_bar(top_in, refusals)
     flagged = top_ood < threshold
     return {
         "auroc": auroc(1.0 - top_ood, 1.0 - top_in),

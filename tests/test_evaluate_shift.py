@@ -171,6 +171,12 @@ def test_json_and_markdown_hold_the_table(loso):
         assert f"\n| {source} | " in md
     mean = np.mean([f["scored"][f["left_out"][0]]["top1_set"] for f in result["folds"]])
     assert result["summary"]["left_out"]["mean_top1_set"] == pytest.approx(mean)
+    # alpha's outliers at the bar refusing 5 % of the fold's seen test items
+    alpha = result["folds"][0]["scored"]["alpha"]["ood"]
+    assert 0.0 <= alpha["not_sure_at_refusals"] <= 1.0 and alpha["refusals"] == 0.05
+    summary = result["summary"]["left_out"]
+    assert summary["mean_not_sure_ood_at_refusals"] == alpha["not_sure_at_refusals"]
+    assert "on its OOD at 5 % refusals" in md and "at the bar refusing 5 %" in md
 
 
 def test_rerun_reuses_finished_folds(loso, data, capsys):
@@ -361,6 +367,13 @@ def test_source_scores_are_set_aware_with_an_interval():
     assert s["classes"] == ["cardboard", "glass", "paper", "plastic"]
     assert s["not_sure"]["not_sure_rate"] == 1.0  # 0.84 < 0.9
     assert s["ood"]["n"] == 2 and s["ood"]["not_sure_rate"] == 1.0
+    assert "not_sure_at_refusals" not in s["ood"]  # no bar given
+    # at the bar that refuses 5 % of the seen items: the OOD items under it, not the card's
+    ood = np.array([[0.5, 0.2, 0.1, 0.1, 0.1], [0.3, 0.3, 0.2, 0.1, 0.1], [0.9, 0, 0, 0, 0.1]])
+    s = source_scores(probs, labels, threshold=0.9, ood_probs=ood, refusal_bar=0.45)
+    assert s["ood"]["not_sure_rate"] == pytest.approx(2 / 3)  # by the card: 0.5 and 0.3
+    assert s["ood"]["not_sure_at_refusals"] == pytest.approx(1 / 3)  # by the bar: 0.3 only
+    assert s["ood"]["refusals"] == 0.05 and s["ood"]["refusal_bar"] == 0.45
 
 
 def test_summary_means_over_folds_and_holdout_apart():

@@ -86,6 +86,15 @@ class NotSureRule:
         return f"{name}{at} below {self.threshold:.3g}"
 
 
+DEFAULT_REFUSALS = 0.05  # the share of known items a bar set by its refusals refuses
+
+
+def refusal_bar(sureness: np.ndarray, refuse: float = DEFAULT_REFUSALS) -> float:
+    """The bar under which ``refuse`` of these (known) items' sureness falls: a rule with
+    it refuses that share of them and no more."""
+    return float(np.quantile(np.asarray(sureness, np.float64), refuse)) if refuse > 0 else 0.0
+
+
 def rescale(probs: np.ndarray, temperature: float) -> np.ndarray:
     """softmax(logits / T) computed from p = softmax(logits)."""
     logp = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)) / temperature

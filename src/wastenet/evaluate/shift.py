@@ -29,7 +29,7 @@ from wastenet.evaluate.shift_report import (
     summarise,
 )
 from wastenet.provenance import provenance
-from wastenet.sureness import NotSureRule
+from wastenet.sureness import NotSureRule, refusal_bar
 
 MODEL_FILE = "model.safetensors"
 SECONDS_FILE = "shift_seconds.json"  # wall time spent training a stage, over all attempts
@@ -382,15 +382,18 @@ def score_model(
         skipped.extend(pred.skipped)
         return pred
 
+    seen = predict([it for it in manifest.items(split="test") if it.source in plan.train_sources])
+    # the bar refusing 5 % of what the model knows: the operating point, whatever
+    # the card's own bar refuses
+    bar = refusal_bar(rule.sureness(seen.probs)) if len(seen.probs) else None
     scored = {}
     for role, names in (("left_out", plan.left_out), ("holdout", plan.holdout)):
         for source in names:
             pred = predict(manifest.items(source=source))
             ood = manifest.items(split="ood", source=source)
             ood_probs = predict(ood).probs if ood else None
-            scores = source_scores(pred.probs, pred.label_sets, rule, ood_probs)
+            scores = source_scores(pred.probs, pred.label_sets, rule, ood_probs, bar)
             scored[source] = {"role": role, **scores}
-    seen = predict([it for it in manifest.items(split="test") if it.source in plan.train_sources])
     return {
         "temperature": engine.meta.temperature,
         "not_sure_rule": rule.describe(),

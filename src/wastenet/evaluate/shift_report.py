@@ -13,7 +13,7 @@ import numpy as np
 from wastenet.classes import CLASSES
 from wastenet.evaluate import metrics as M
 from wastenet.evaluate.scoring import score_group, score_ood
-from wastenet.sureness import NotSureRule
+from wastenet.sureness import DEFAULT_REFUSALS, NotSureRule, as_rule
 
 
 def source_scores(
@@ -21,11 +21,14 @@ def source_scores(
     label_sets: Sequence[tuple[str, ...]],
     threshold: NotSureRule | float,
     ood_probs: np.ndarray | None = None,
+    refusal_bar: float | None = None,
 ) -> dict:
     """One unseen source: evaluate's score_group plus the set-aware top-1 with its interval.
 
     The model still chooses among all classes (as in the bin); ``classes`` lists the ones
-    the source has, the only ones whose recall means anything for it.
+    the source has, the only ones whose recall means anything for it. ``refusal_bar``
+    (the rule's bar that refuses 5 % of the training sources' test items) adds the OOD
+    items' "not sure" rate at that bar (``ood.not_sure_at_refusals``).
     """
     probs = np.asarray(probs, np.float64)
     label_sets = [tuple(ls) for ls in label_sets]
@@ -44,6 +47,13 @@ def source_scores(
         },
         ood=score_ood(probs, ood_probs, threshold),
     )
+    if refusal_bar is not None and group["ood"]["n"]:
+        sureness = as_rule(threshold).sureness(np.asarray(ood_probs, np.float64))
+        group["ood"].update(
+            refusals=DEFAULT_REFUSALS,
+            refusal_bar=refusal_bar,
+            not_sure_at_refusals=float((sureness < refusal_bar).mean()),
+        )
     return group
 
 
@@ -89,6 +99,9 @@ def mean_block(scores: Sequence[dict]) -> dict:
         "pooled_top1_set_ci95": M.wilson_interval(right, n),
         "mean_not_sure": _mean([s["not_sure"]["not_sure_rate"] for s in scores]),
         "mean_not_sure_ood": _mean([s["ood"]["not_sure_rate"] for s in scores]),
+        "mean_not_sure_ood_at_refusals": _mean(
+            [s["ood"].get("not_sure_at_refusals") for s in scores]
+        ),
     }
 
 
@@ -128,8 +141,9 @@ def main_table(result: dict) -> list[str]:
     """| left out | trained on | ... | one row per left-out source, then the mean."""
     lines = [
         "| left out | trained on | n | top-1 (95 % CI) | exact top-1 (n) | paper = cardboard "
-        "| not sure on it | not sure on seen test (n) | not sure on its OOD (n) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| not sure on it | not sure on seen test (n) | not sure on its OOD (n) "
+        f"| on its OOD at {100 * DEFAULT_REFUSALS:.0f} % refusals |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for fold in result["folds"]:
         for name, s in (fold.get("scored") or {}).items():
@@ -140,12 +154,13 @@ def main_table(result: dict) -> list[str]:
                 f"| {_with_ci(s['top1_set'], s['top1_set_ci95'])} "
                 f"| {_pct(s['top1'])} ({s['n_exact']}) | {_pct(s.get('coarse_accuracy'))} "
                 f"| {_pct(s['not_sure']['not_sure_rate'])} "
-                f"| {_rate_n(fold.get('seen_test'))} | {_rate_n(s['ood'])} |"
+                f"| {_rate_n(fold.get('seen_test'))} | {_rate_n(s['ood'])} "
+                f"| {_pct(s['ood'].get('not_sure_at_refusals'))} |"
             )
         if not fold.get("scored"):
             lines.append(
                 f"| {', '.join(fold['left_out'])} | {', '.join(fold['train_sources'])} "
-                f"| – | no model ({fold.get('status', 'missing')}) | | | | | |"
+                f"| – | no model ({fold.get('status', 'missing')}) | | | | | | |"
             )
     m = result["summary"]["left_out"]
     lines += [
@@ -154,7 +169,10 @@ def main_table(result: dict) -> list[str]:
         f"{_with_ci(m['mean_top1_set'], m.get('mean_top1_set_ci95'))} (pooled over {m['n_items']} items: "
         f"{_with_ci(m['pooled_top1_set'], m['pooled_top1_set_ci95'])}); "
         f"mean exact top-1 {_pct(m['mean_top1'])}; mean with paper = cardboard "
-        f"{_pct(m.get('mean_coarse'))}.",
+        f"{_pct(m.get('mean_coarse'))}; mean 'not sure' on the left-out sources' OOD items "
+        f"{_pct(m['mean_not_sure_ood'])} by each card's bar, "
+        f"{_pct(m.get('mean_not_sure_ood_at_refusals'))} at the bar refusing "
+        f"{100 * DEFAULT_REFUSALS:.0f} % of the training sources' test items.",
         "",
         "'paper = cardboard' counts the two as one class: a fold whose training sources "
         "label neither exactly (web-mixed has only 'one of paper or cardboard') cannot learn "

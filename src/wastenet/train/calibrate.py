@@ -24,9 +24,7 @@ from wastenet.evaluate.temperature import (
     rescale,
 )
 from wastenet.meta import BundleMeta
-from wastenet.sureness import NotSureRule, parse_rule
-
-DEFAULT_REFUSALS = 0.05  # the share of known items a "not sure" bar set by calibrate refuses
+from wastenet.sureness import DEFAULT_REFUSALS, NotSureRule, parse_rule, refusal_bar
 
 
 def calibrated_meta(
@@ -91,7 +89,7 @@ def _with_not_sure_bar(
             raise WasteNetError(f"--not-sure {exc}") from exc
         meta = dataclasses.replace(meta, not_sure_score=score, not_sure_temperature=temperature)
     sureness = NotSureRule.of(meta).sureness(probs)
-    bar = float(np.quantile(sureness, refuse)) if refuse > 0 else 0.0
+    bar = refusal_bar(sureness, refuse)
     meta = dataclasses.replace(meta, not_sure_below=bar)
     refused = float((sureness < bar).mean())
     return meta, {"rule": NotSureRule.of(meta).describe(), "refuse": refuse, "refused": refused}
