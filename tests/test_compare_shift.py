@@ -1,0 +1,69 @@
+"""Before against after, fold by fold: differences, means and the issue's targets."""
+
+import json
+
+import pytest
+
+from conftest import load_benchmark
+
+compare_shift = load_benchmark("compare_shift")
+
+
+def _result(scores: dict[str, tuple[float, int, float | None]], manifest="m1") -> dict:
+    """A shift result whose folds score ``{source: (top-1, n, OOD not sure at 5 %)}``."""
+    folds = []
+    for source, (top1, n, ood) in scores.items():
+        ood_block = {"n": 0, "not_sure_rate": None}
+        if ood is not None:
+            ood_block = {"n": 50, "not_sure_rate": 0.5, "not_sure_at_refusals": ood}
+        scored = {
+            source: {"role": "left_out", "n": n, "top1_set": top1, "top1_set_ci95": [0, 1],
+                     "ood": ood_block},
+            "held": {"role": "holdout", "n": 9, "top1_set": 0.1, "ood": {"n": 0}},
+        }  # fmt: skip
+        folds.append({"name": f"without-{source}", "scored": scored})
+    return {"manifest_hash": manifest, "folds": folds, "recipes": ["r"], "resolution_pct": None}
+
+
+def test_differences_means_and_targets():
+    before = _result({"a": (0.50, 400, 0.40), "b": (0.60, 100, None), "c": (0.70, 900, 0.5)})
+    after = _result({"a": (0.90, 400, 0.70), "b": (0.80, 100, None), "c": (0.86, 900, 0.6)})
+    cmp = compare_shift.compare(before, after)
+    assert [r["source"] for r in cmp["rows"]] == ["a", "b", "c"]  # the holdout is not a fold
+    a = cmp["rows"][0]
+    assert a["difference"] == pytest.approx(0.40)
+    se = (0.5 * 0.5 / 400 + 0.9 * 0.1 / 400) ** 0.5
+    assert a["difference_ci95"] == pytest.approx([0.40 - 1.959964 * se, 0.40 + 1.959964 * se])
+    m = cmp["mean"]
+    assert m["before"] == pytest.approx(0.60) and m["after"] == pytest.approx(0.8533333)
+    assert m["difference"] == pytest.approx(0.2533333)
+    assert m["ood_not_sure_after"] == pytest.approx(0.65)  # over the folds with outliers
+    t = cmp["targets"]
+    assert t["mean_gain"]["met"] and t["ood_not_sure"]["met"]
+    assert not t["floor"]["met"] and t["floor"]["source"] == "b"  # 80 % < 85 %
+    md = compare_shift.markdown(cmp)
+    assert "| a | 400 | 50.0 % (0.0-100.0) | 90.0 % (0.0-100.0) | +40.0 (" in md
+    assert "40.0 % -> 70.0 % (50)" in md and "| b | 100 |" in md and "– (0)" in md
+    assert "lowest b 80.0 % (not met)" in md
+
+
+def test_results_of_other_items_are_refused(tmp_path, capsys):
+    one = _result({"a": (0.5, 400, None), "b": (0.6, 100, None)})
+    cases = {
+        "different manifests": _result({"a": (0.5, 400, None), "b": (0.6, 100, None)}, "m2"),
+        "left-out sources differ": _result({"a": (0.5, 400, None)}),
+        "a: 400 items against 399": _result({"a": (0.5, 399, None), "b": (0.6, 100, None)}),
+    }
+    (tmp_path / "one.json").write_text(json.dumps(one))
+    for message, other in cases.items():
+        (tmp_path / "other.json").write_text(json.dumps(other))
+        args = [str(tmp_path / "one.json"), str(tmp_path / "other.json"), "--name", "x"]
+        assert compare_shift.main([*args, "--out", str(tmp_path / "res")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "res").exists()
+    args = [str(tmp_path / "one.json"), str(tmp_path / "one.json"), "--name", "same"]
+    assert compare_shift.main([*args, "--out", str(tmp_path / "res")]) == 0
+    written = json.loads((tmp_path / "res" / "compare_shift_same.json").read_text())
+    assert written["mean"]["difference"] == 0 and written["before"]["recipes"] == ["r"]
+    assert not written["targets"]["mean_gain"]["met"]
