@@ -1,7 +1,9 @@
 """Leave-one-source-out before and after: two `wastenet shift` results, fold by fold.
 
-Run: python benchmarks/compare_shift.py BEFORE/shift.json AFTER/shift.json --name NAME
-Both results must score the same items (the same manifest and left-out sources). For
+Run: python benchmarks/compare_shift.py --before A.json [B.json ...] --after C.json [...] --name NAME
+Each side is one recipe's shift.json, or several holding its folds (a long run made a fold
+at a time with `wastenet shift --folds`); both sides must score the same items (the same
+manifest and left-out sources). For
 each left-out source: the set-aware top-1 of each recipe (Wilson 95 %), the difference
 with a normal 95 % interval, and the "not sure" rate on its out-of-distribution items at
 the bar refusing 5 % of the fold's own test items; then the means, and the issue's
@@ -39,6 +41,21 @@ def left_out_scores(result: dict) -> dict[str, dict]:
         for name, s in (fold.get("scored") or {}).items()
         if s["role"] == "left_out"
     }
+
+
+def merge(results: list[dict]) -> dict:
+    """One recipe's folds from several results (each made with ``--folds``)."""
+    first = results[0]
+    for other in results[1:]:
+        for key in ("manifest_hash", "recipes", "resolution_pct", "overrides"):
+            if other.get(key) != first.get(key):
+                raise Mismatch(f"the results of one side differ in {key}")
+    folds = [fold for result in results for fold in result["folds"]]
+    names = [fold["name"] for fold in folds]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise Mismatch(f"fold {', '.join(twice)} appears in two results of one side")
+    return dict(first, folds=folds)
 
 
 def _se(p: float, n: int) -> float:
@@ -163,24 +180,26 @@ def markdown(cmp: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("before", type=Path, help="shift.json of the recipe before")
-    parser.add_argument("after", type=Path, help="shift.json of the recipe after")
+    parser.add_argument("--before", type=Path, nargs="+", required=True, help="shift.json(s)")
+    parser.add_argument("--after", type=Path, nargs="+", required=True, help="shift.json(s)")
     parser.add_argument("--name", required=True, help="results/compare_shift_NAME.json")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args(argv)
     try:
-        before, after = (json.loads(p.read_text()) for p in (args.before, args.after))
+        before, after = (
+            merge([json.loads(p.read_text()) for p in paths]) for paths in (args.before, args.after)
+        )
         cmp = compare(before, after)
     except (OSError, ValueError, KeyError) as exc:
         print(f"compare_shift: {exc}", file=sys.stderr)
         return 2
     described = {
         key: {
-            "result": str(path),
+            "results": [str(p) for p in paths],
             "recipes": res.get("recipes"),
             "resolution_pct": res.get("resolution_pct"),
         }
-        for key, path, res in (("before", args.before, before), ("after", args.after, after))
+        for key, paths, res in (("before", args.before, before), ("after", args.after, after))
     }
     out = {"provenance": provenance(), **described, **cmp}
     args.out.mkdir(parents=True, exist_ok=True)

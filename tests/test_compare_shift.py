@@ -57,13 +57,22 @@ def test_results_of_other_items_are_refused(tmp_path, capsys):
     (tmp_path / "one.json").write_text(json.dumps(one))
     for message, other in cases.items():
         (tmp_path / "other.json").write_text(json.dumps(other))
-        args = [str(tmp_path / "one.json"), str(tmp_path / "other.json"), "--name", "x"]
-        assert compare_shift.main([*args, "--out", str(tmp_path / "res")]) == 2
+        args = ["--before", str(tmp_path / "one.json"), "--after", str(tmp_path / "other.json")]
+        assert compare_shift.main([*args, "--name", "x", "--out", str(tmp_path / "res")]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "res").exists()
-    args = [str(tmp_path / "one.json"), str(tmp_path / "one.json"), "--name", "same"]
+    # one side from two results made a fold at a time
+    for name, source in (("fold_a", "a"), ("fold_b", "b")):
+        part = dict(one, folds=[f for f in one["folds"] if f["name"] == f"without-{source}"])
+        (tmp_path / f"{name}.json").write_text(json.dumps(part))
+    args = ["--before", str(tmp_path / "fold_a.json"), str(tmp_path / "fold_b.json")]
+    args += ["--after", str(tmp_path / "one.json"), "--name", "same"]
     assert compare_shift.main([*args, "--out", str(tmp_path / "res")]) == 0
     written = json.loads((tmp_path / "res" / "compare_shift_same.json").read_text())
+    assert [r["source"] for r in written["rows"]] == ["a", "b"]
     assert written["mean"]["difference"] == 0 and written["before"]["recipes"] == ["r"]
-    assert not written["targets"]["mean_gain"]["met"]
+    assert len(written["before"]["results"]) == 2 and not written["targets"]["mean_gain"]["met"]
+    args[2] = str(tmp_path / "fold_a.json")  # the same fold twice on one side
+    assert compare_shift.main([*args, "--out", str(tmp_path / "res")]) == 2
+    assert "without-a appears in two results" in capsys.readouterr().err

@@ -274,6 +274,9 @@ def test_a_given_model_stands_for_its_fold_untrained(loso, data, capsys):
     out = data["tmp"] / "given"
     base = ["shift", str(data["r2"]), "--manifest", str(data["manifest"]), "--holdout-only"]
     base += ["delta", "--resolution", "12.5", "--no-progress", "--out", str(out)]
+    assert main([*base, "--fold-model", f"alpha={given}", "--folds", "alpha"]) == 0
+    (only,) = json.loads((out / "shift.json").read_text())["folds"]
+    assert only["name"] == "without-alpha" and not (out / "without-beta").exists()
     assert main([*base, "--fold-model", f"alpha={given}"]) == 0
     capsys.readouterr()
     result = json.loads((out / "shift.json").read_text())
@@ -402,6 +405,11 @@ def test_fold_plans_and_stage_narrowing():
         (["a"], ["b", "c"]), (["b"], ["a", "c"]), (["c"], ["a", "b"])]  # fmt: skip
     assert [p.name for p in plan_folds(["a", "b", "c"], sources=["c", "a"])] == [
         "without-c", "without-a"]  # fmt: skip
+    (only_b,) = plan_folds(["a", "b", "c", "h"], holdout_only=["h"], folds=["b"])
+    assert (only_b.left_out, only_b.train_sources, only_b.holdout) == (["b"], ["a", "c"], ["h"])
+    for folds in (["z"], ["h"]):  # not a source, or one no fold leaves out
+        with pytest.raises(WasteNetError, match="--folds"):
+            plan_folds(["a", "b", "c", "h"], holdout_only=["h"], folds=folds)
     for bad in ({"sources": ["a", "z"]}, {"holdout_only": ["z"]}, {"sources": ["a"]},
                 {"sources": ["a", "b"], "holdout_only": ["b"]}):  # fmt: skip
         with pytest.raises(WasteNetError):

@@ -60,9 +60,13 @@ def _check_names(option: str, names: Sequence[str], known: Sequence[str]) -> Non
 
 
 def plan_folds(
-    known: Sequence[str], sources: Sequence[str] | None = None, holdout_only: Sequence[str] = ()
+    known: Sequence[str],
+    sources: Sequence[str] | None = None,
+    holdout_only: Sequence[str] = (),
+    folds: Sequence[str] | None = None,
 ) -> list[FoldPlan]:
-    """One fold per source of the pool (``sources`` or all, less the holdout-only ones)."""
+    """One fold per source of the pool (``sources`` or all, less the holdout-only ones), or
+    only those leaving out one of ``folds`` (a long LOSO run a fold at a time)."""
     _check_names("--sources", sources or [], known)
     _check_names("--holdout-only", holdout_only, known)
     both = sorted(set(sources or []) & set(holdout_only))
@@ -74,8 +78,15 @@ def plan_folds(
             f"leaving one source out needs at least two training sources; there is only "
             f"{', '.join(pool) or 'none'} (manifest sources: {', '.join(known)})"
         )
+    outside = sorted(set(folds or ()) - set(pool))
+    if outside:
+        raise WasteNetError(
+            f"--folds: {', '.join(outside)} not among the sources folds leave out ({', '.join(pool)})"
+        )
     return [
-        FoldPlan(f"without-{s}", [s], [t for t in pool if t != s], list(holdout_only)) for s in pool
+        FoldPlan(f"without-{s}", [s], [t for t in pool if t != s], list(holdout_only))
+        for s in pool
+        if folds is None or s in folds
     ]
 
 
@@ -446,6 +457,7 @@ def run_shift(
     log: Callable[[str], None] = print,
     teachers_from: str | Path | None = None,
     fold_models: dict[str, str] | None = None,
+    folds: Sequence[str] | None = None,
 ) -> dict:
     """LOSO over the manifest's sources for a (chained) recipe ``[(name, TrainConfig)]``.
 
@@ -458,7 +470,7 @@ def run_shift(
     check_resolution(resolution)
     out, manifest_path = Path(out), Path(manifest_path)
     manifest = load_manifest(manifest_path)
-    plans = plan_folds(id_sources(manifest), sources, holdout_only)
+    plans = plan_folds(id_sources(manifest), sources, holdout_only, folds)
     recipes = [(name, copy.deepcopy(cfg)) for name, cfg in recipes]
     for _, cfg in recipes:
         apply_resolution(cfg, resolution)

@@ -30,6 +30,7 @@ outlier exposure or distillation that draws only on it. A recipe that distils fr
 model leaks the left-out source if that model saw it: --teachers-from takes each fold's
 teacher from an earlier LOSO run's model of the same fold instead. --fold-model S=MODEL
 scores MODEL as the fold without S (a release already trained on the other sources).
+--folds S... runs only the folds leaving out those sources (a long run a fold at a time).
 A fold with a finished model is not retrained; an interrupted one resumes: rerun the
 same command. Writes OUT/shift.json (after every fold) and OUT/shift.md.
 --model scores an existing bundle: every source not in --trained-on counts as unseen."""
@@ -49,6 +50,12 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (folds, shift.json/md)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     p.add_argument("--sources", nargs="+", metavar="S", help="take part (default: all)")
+    p.add_argument(
+        "--folds",
+        nargs="+",
+        metavar="S",
+        help="run only the folds leaving out these sources (default: one per source)",
+    )
     p.add_argument(
         "--holdout-only", nargs="+", default=[], metavar="S", help="never trained on; scored"
     )
@@ -121,8 +128,10 @@ def cmd_shift(args: argparse.Namespace) -> int:
             raise ConfigError(f"--model scores an existing bundle: drop {', '.join(used)}")
         if not args.trained_on:
             raise ConfigError("--model needs --trained-on (the sources the bundle saw)")
-        if args.sources:
-            raise ConfigError("--model scores every source outside --trained-on; drop --sources")
+        if args.sources or args.folds:
+            raise ConfigError(
+                "--model scores every source outside --trained-on; drop --sources and --folds"
+            )
         result = shift.score_existing(
             args.model, args.trained_on, args.manifest, args.out, args.holdout_only,
             args.threshold, args.cache_dir, args.device,
@@ -136,10 +145,11 @@ def cmd_shift(args: argparse.Namespace) -> int:
         recipes, overrides = _load_recipes(args.recipes, args.set, args.manifest)
         try:
             result = shift.run_shift(
-                recipes, args.manifest, args.out.expanduser().resolve(), args.sources,
+                recipes, args.manifest, args.out.expanduser(), args.sources,
                 args.holdout_only, args.resolution, args.threshold, args.skip_train,
                 overrides, args.cache_dir, progress=not args.no_progress, log=log,
                 teachers_from=args.teachers_from, fold_models=_fold_models(args.fold_model),
+                folds=args.folds,
             )  # fmt: skip
         except KeyboardInterrupt:
             log(
