@@ -234,6 +234,9 @@ def test_each_fold_distils_from_the_same_fold_of_an_earlier_run(loso, data, caps
     assert "another config" in capsys.readouterr().err  # the leaky folds are not reused
     out = data["tmp"] / "taught_per_fold"
     assert main([*per_fold, str(out)]) == 0
+    # the earlier run's shift.json kept elsewhere names the same teachers
+    kept = [*base, "--teachers-from", str(loso["out"] / "shift.json"), "--skip-train", "--out"]
+    assert main([*kept, str(out)]) == 0
     capsys.readouterr()
     result = json.loads((out / "shift.json").read_text())
     earlier = {f["name"]: f["model"] for f in loso["result"]["folds"]}

@@ -232,13 +232,14 @@ def _narrow_source_lists(cfg: Any, k: int, name: str) -> list[dict]:
 
 
 def fold_teachers(teachers_from: Path, plans: Sequence[FoldPlan]) -> dict[str, str]:
-    """Each fold's teacher: the model of the same fold of an earlier LOSO run.
+    """Each fold's teacher: the model of the same fold of an earlier LOSO run (its output
+    folder, or its shift.json kept elsewhere).
 
     A recipe that distils from a fixed model (``teachers``) leaks the left-out source into
     its fold when that model saw it; the earlier run's fold model never did. Checked for
     every fold before the first one trains.
     """
-    path = teachers_from / "shift.json"
+    path = teachers_from if teachers_from.is_file() else teachers_from / "shift.json"
     if not path.is_file():
         raise WasteNetError(
             f"--teachers-from {teachers_from}: no shift.json there (run that LOSO first)"

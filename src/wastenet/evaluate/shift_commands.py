@@ -70,7 +70,8 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
         "--teachers-from",
         type=Path,
         metavar="DIR",
-        help="an earlier LOSO's output: each fold distils from that run's model of the same fold "
+        help="an earlier LOSO's output (or its shift.json): each fold distils from that run's "
+        "model of the same fold "
         "(for a recipe with teachers, which would otherwise see the left-out source)",
     )
     p.add_argument(
