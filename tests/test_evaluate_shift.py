@@ -12,7 +12,7 @@ from conftest import make_image_folder
 from wastenet.classes import CLASSES
 from wastenet.cli import main
 from wastenet.errors import ConfigError, WasteNetError
-from wastenet.evaluate.shift import FoldPlan, plan_existing, plan_folds, stage_configs
+from wastenet.evaluate.shift_plan import FoldPlan, plan_existing, plan_folds, stage_configs
 from wastenet.evaluate.shift_report import source_scores, summarise
 from wastenet.train.config import load_train_config
 

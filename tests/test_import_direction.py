@@ -51,6 +51,7 @@ BUILD = (
     "wastenet.accelerate.backends.torch_backend",  # .safetensors bundles run in torch
     "wastenet.evaluate.shift",  # trains one model per held-out source
     "wastenet.evaluate.shift_commands",
+    "wastenet.evaluate.shift_plan",  # the folds of that run
     "wastenet.runtime.testing",  # test helper: writes ONNX graphs with the onnx package
 )
 # The data stage's readers: `wastenet evaluate` reads a manifest and may use the

@@ -116,6 +116,7 @@ def _fold_models(pairs: list[str]) -> dict[str, str]:
 
 def cmd_shift(args: argparse.Namespace) -> int:
     from wastenet.evaluate import shift
+    from wastenet.evaluate.shift_plan import check_resolution
 
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if args.model is not None:
@@ -142,7 +143,7 @@ def cmd_shift(args: argparse.Namespace) -> int:
             raise ConfigError("--trained-on goes with --model")
         if not args.recipes:
             raise ConfigError("name a RECIPE (preset or YAML) or pass --model")
-        shift.check_resolution(args.resolution)
+        check_resolution(args.resolution)
         recipes, overrides = _load_recipes(args.recipes, args.set, args.manifest)
         try:
             result = shift.run_shift(
