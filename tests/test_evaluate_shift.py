@@ -280,6 +280,11 @@ def test_a_given_model_stands_for_its_fold_untrained(loso, data, capsys):
     assert main([*base, "--fold-model", f"alpha={given}", "--folds", "alpha"]) == 0
     (only,) = json.loads((out / "shift.json").read_text())["folds"]
     assert only["name"] == "without-alpha" and not (out / "without-beta").exists()
+    # a given fold is a finished model: --skip-train scores it
+    again = [*base, "--fold-model", f"alpha={given}", "--folds", "alpha", "--skip-train"]
+    assert main(again) == 0
+    (only,) = json.loads((out / "shift.json").read_text())["folds"]
+    assert only["status"] == "given" and only["scored"]["alpha"]["n"] > 0
     assert main([*base, "--fold-model", f"alpha={given}"]) == 0
     capsys.readouterr()
     result = json.loads((out / "shift.json").read_text())

@@ -260,16 +260,16 @@ def run_shift(
         named = {*(cfg.sources or ()), *(cfg.source_weights or {})}
         named |= {s for phase in cfg.phases for s in phase.sources or ()}
         check_names(f"sources named by recipe {cfg.name}", sorted(named), id_sources(manifest))
+    given = given_models(fold_models or {}, plans, log)
     # every fold's stages are planned (and checked) here; the last one holds the fold's model
     finals = [out / p.name / f"stage{stage_configs(recipes, p)[0][-1][0]}" for p in plans]
-    if skip_train and not any((path / MODEL_FILE).exists() for path in finals):
+    if skip_train and not given and not any((path / MODEL_FILE).exists() for path in finals):
         raise WasteNetError(f"{out}: no fold has a finished model to score (drop --skip-train)")
     if isinstance(recipes[0][1].pretrained, str):
         log(f"warning: stage 1 starts from {recipes[0][1].pretrained}; if that model saw a "
             "left-out source, its fold is not unseen")  # fmt: skip
-    given = given_models(fold_models or {}, plans, log)
-    trained = [plan for plan in plans if plan.name not in given]  # a given fold needs none
-    teachers = fold_teachers(Path(teachers_from), trained) if teachers_from else {}
+    to_train = [plan for plan in plans if plan.name not in given]  # a given fold needs no teacher
+    teachers = fold_teachers(Path(teachers_from), to_train) if teachers_from else {}
     fixed = sorted({t for _, cfg in recipes for t in cfg.teachers or ()})
     if fixed and not teachers:
         log(f"warning: the recipe distils from {', '.join(fixed)} in every fold; if that model "

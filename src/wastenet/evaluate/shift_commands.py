@@ -16,8 +16,8 @@ EPILOG = """examples:
   wastenet shift lite0_mixed_75 --manifest M --out runs/shift/lite0_50 --skip-train --threshold 0.6
   wastenet shift --model src/wastenet/assets/model/model.safetensors --trained-on trashnet web-mixed \\
       --manifest runs/data/manifest.json --out runs/shift/shipped_model
-  wastenet shift lite0_multisource_75 lite0_multisource_75_stage2 lite0_multisource_75_stage3 \
-      lite0_multisource_75_stage4 --manifest runs/data4/manifest.json --holdout-only muell \
+  wastenet shift lite0_multisource_75 lite0_multisource_75_stage2 lite0_multisource_75_stage3 \\
+      lite0_multisource_75_stage4 --manifest runs/data4/manifest.json --holdout-only muell \\
       --out runs/shift/multisource --teachers-from runs/shift/previous_recipe
 
 For each source S (of the manifest, or --sources), RECIPE trains on every other source
@@ -71,8 +71,7 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
         type=Path,
         metavar="DIR",
         help="an earlier LOSO's output (or its shift.json): each fold distils from that run's "
-        "model of the same fold "
-        "(for a recipe with teachers, which would otherwise see the left-out source)",
+        "model of the same fold (a recipe's fixed teacher may have seen the left-out source)",
     )
     p.add_argument(
         "--fold-model",
