@@ -297,3 +297,37 @@ def test_the_pairing_with_the_previous_model_is_the_shipped_models_only(tmp_path
     assert "the guard-rail**" in section and "-3.3" not in section and "-4.4" not in section
     assert "previous 57.9 % (refusing 23.4 % of the others), shipped 64.1 %" in section
     assert "AUROC: previous 0.903, shipped 0.891" in section
+
+
+def test_the_loso_table_is_the_shipped_recipes_only(tmp_path):
+    """A compare_shift result shows on the page only when its recipe after ends with the
+    stage the shipped model was trained by; a partial table says which folds it lacks."""
+    from wastenet.evaluate.shift_compare import compare
+
+    def result(top1: float, recipes: list[str]) -> dict:
+        scored = {"trashnetpp": {"role": "left_out", "n": 4081, "top1_set": top1,
+                                 "top1_set_ci95": [top1 - 0.02, top1 + 0.02],
+                                 "ood": {"n": 691, "not_sure_at_refusals": 0.5}}}  # fmt: skip
+        fold = {"name": "without-trashnetpp", "left_out": ["trashnetpp"],
+                "train_sources": ["trashnet", "web-mixed"], "scored": scored}  # fmt: skip
+        return {"manifest_hash": "m", "recipes": recipes, "folds": [fold]}
+
+    def written(after_recipes: list[str], top1: float) -> dict:
+        before, after = result(0.522, ["old"]), result(top1, after_recipes)
+        sides = {"before": {"results": ["b.json"], "recipes": ["old"]},
+                 "after": {"results": ["a.json"], "recipes": after_recipes}}  # fmt: skip
+        return {"provenance": {"command": "python benchmarks/compare_shift.py", "date": "d",
+                               "machine": "m"}, **sides, **compare(before, after)}  # fmt: skip
+
+    shipped = report_inputs.read_bundled()["meta"]["train_config"]["name"]
+    (tmp_path / "a.json").write_text(json.dumps(written(["first", shipped], 0.801)))
+    (tmp_path / "b.json").write_text(json.dumps(written(["first", "a_candidate"], 0.333)))
+    inputs = report_inputs.collect([tmp_path], defaults=False)
+    assert [s.kind for s in inputs.sources] == ["compare_shift"] * 2
+    assert "not measured yet" in "\n".join(report_shipped.loso_lines(inputs))  # no model known
+    inputs.model = report_inputs.read_bundled()
+    section = "\n".join(report_shipped.loso_lines(inputs))
+    assert "| trashnetpp | 4081 | 52.2 % (50.2-54.2) | 80.1 % (78.1-82.1) | +27.9 (" in section
+    assert "33.3 %" not in section and f"after: first + {shipped}." in section
+    assert "Folds measured: 1 of 3; not yet: trashnet, web-mixed." in section
+    assert "lowest trashnetpp 80.1 % (not met)" in section  # decided: already under 85 %

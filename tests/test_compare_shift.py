@@ -5,6 +5,7 @@ import json
 import pytest
 
 from conftest import load_benchmark
+from wastenet.evaluate import shift_compare
 
 compare_shift = load_benchmark("compare_shift")
 
@@ -28,7 +29,7 @@ def _result(scores: dict[str, tuple[float, int, float | None]], manifest="m1") -
 def test_differences_means_and_targets():
     before = _result({"a": (0.50, 400, 0.40), "b": (0.60, 100, None), "c": (0.70, 900, 0.5)})
     after = _result({"a": (0.90, 400, 0.70), "b": (0.80, 100, None), "c": (0.86, 900, 0.6)})
-    cmp = compare_shift.compare(before, after)
+    cmp = shift_compare.compare(before, after)
     assert [r["source"] for r in cmp["rows"]] == ["a", "b", "c"]  # the holdout is not a fold
     a = cmp["rows"][0]
     assert a["difference"] == pytest.approx(0.40)
@@ -41,7 +42,7 @@ def test_differences_means_and_targets():
     t = cmp["targets"]
     assert t["mean_gain"]["met"] and t["ood_not_sure"]["met"]
     assert not t["floor"]["met"] and t["floor"]["source"] == "b"  # 80 % < 85 %
-    md = compare_shift.markdown(cmp)
+    md = shift_compare.markdown(cmp)
     assert "| a | 400 | 50.0 % (0.0-100.0) | 90.0 % (0.0-100.0) | +40.0 (" in md
     assert "40.0 % -> 70.0 % (50)" in md and "| b | 100 |" in md and "– (0)" in md
     assert "lowest b 80.0 % (not met)" in md
@@ -76,3 +77,25 @@ def test_results_of_other_items_are_refused(tmp_path, capsys):
     args[2] = str(tmp_path / "fold_a.json")  # the same fold twice on one side
     assert compare_shift.main([*args, "--out", str(tmp_path / "res")]) == 2
     assert "without-a appears in two results" in capsys.readouterr().err
+
+
+def test_targets_wait_for_the_folds_not_measured_yet():
+    def one_fold(top1: float) -> dict:
+        result = _result({"a": (top1, 400, 0.7)})
+        result["folds"][0].update(left_out=["a"], train_sources=["b", "c"])
+        return result
+
+    cmp = shift_compare.compare(one_fold(0.5), one_fold(0.9))
+    assert cmp["not_measured"] == ["b", "c"]
+    t = cmp["targets"]
+    # a +40-point gain and 70 % outliers on one fold decide nothing for the mean of three
+    assert t["mean_gain"]["met"] is None and t["ood_not_sure"]["met"] is None
+    assert t["floor"]["met"] is None  # 90 % so far; b or c may still fall under 85 %
+    md = shift_compare.markdown(cmp)
+    assert "Folds measured: 1 of 3; not yet: b, c." in md
+    assert "+40.0 (undecided until every fold is measured)" in md
+    # a measured fold already under the floor decides it
+    assert shift_compare.compare(one_fold(0.5), one_fold(0.8))["targets"]["floor"]["met"] is False
+    # every fold measured: decided, and nothing listed
+    full = shift_compare.compare(_result({"a": (0.5, 400, 0.7)}), _result({"a": (0.9, 400, 0.7)}))
+    assert full["not_measured"] == [] and full["targets"]["mean_gain"]["met"] is True

@@ -26,8 +26,10 @@ from wastenet.analysis.report_model import (
 from wastenet.analysis.report_shipped import (
     SHIPPED_MODEL_DIR,
     by,
+    loso_lines,
     previous_lines,
     shipped_comparisons,
+    shipped_loso,
     shipped_shifts,
     unseen_lines,
 )
@@ -110,7 +112,7 @@ def accuracy_lines(inputs: Inputs) -> list[str]:
         f"Measured by {by(ev)}; the full report is in `{SHIPPED_MODEL_DIR}evaluation/`.",
         "",
     ]
-    return lines + unseen_lines(inputs) + previous_lines(inputs)
+    return lines + unseen_lines(inputs) + previous_lines(inputs) + loso_lines(inputs)
 
 
 def _shipped_reference(bench: Source, inputs: Inputs, matched) -> bool:
@@ -349,7 +351,7 @@ def limits_lines(inputs: Inputs) -> list[str]:
 def _shown(inputs: Inputs) -> list[Source]:
     """The results this page shows."""
     shown = [s for s in (_shipped_eval(inputs),) if s]
-    shown += shipped_shifts(inputs) + shipped_comparisons(inputs)
+    shown += shipped_shifts(inputs) + shipped_comparisons(inputs) + shipped_loso(inputs)
     for bench, _, matched in pick_benches(inputs).values():
         shown += [bench] + [m[1] for m in matched if m]
     shown += inputs.of("gpu_torch")

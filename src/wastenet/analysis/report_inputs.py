@@ -83,6 +83,7 @@ def classify(data: object) -> str | None:
         ("compare_eval", "reports" in data and isinstance(rows, list)),
         ("evaluate", "overall" in data and "per_source" in data),
         ("compare_models", {"old", "new", "per_source", "pooled"} <= data.keys()),
+        ("compare_shift", {"before", "after", "rows", "mean", "targets"} <= data.keys()),
         ("shift", "folds" in data and "mode" in data),
         ("realworld", "per_category" in data and "accuracy_including_errors" in data),
         ("run", "config" in data and isinstance(data.get("summary"), dict)),

@@ -1,12 +1,15 @@
 """BENCHMARKS.md's sections on the shipped model beyond its own test split: the sources it
-never saw in training (``wastenet shift --model``) and its paired comparison with the model
-it replaced (``benchmarks/compare_models.py``). Results of other models belong to the
-experiments, not to this page, so each is picked by the shipped model's path."""
+never saw in training (``wastenet shift --model``), its paired comparison with the model
+it replaced (``benchmarks/compare_models.py``) and its recipe's leave-one-source-out table
+against the previous recipe's (``benchmarks/compare_shift.py``). Results of other models
+belong to the experiments, not to this page, so each is picked by the shipped model's path
+or, for a recipe, by the name of the training config recorded in the shipped model."""
 
 from __future__ import annotations
 
 from wastenet.analysis.report_inputs import Inputs, Source
 from wastenet.analysis.report_model import NOT_MEASURED, num, pct, pct_ci
+from wastenet.evaluate.shift_compare import markdown as loso_table
 
 SHIPPED_MODEL_DIR = "src/wastenet/assets/model/"  # as result files name it, from the repo root
 SHIPPED_MODEL = SHIPPED_MODEL_DIR + "wastenet-lite0.onnx"
@@ -37,6 +40,45 @@ def shipped_comparisons(inputs: Inputs) -> list[Source]:
         for s in inputs.of("compare_models")
         if s.data.get("new") == SHIPPED_MODEL and not s.data.get("sureness")
     ]
+
+
+def shipped_loso(inputs: Inputs) -> list[Source]:
+    """``compare_shift.py`` results whose recipe after ends with the shipped model's stage."""
+    meta = (inputs.model or {}).get("meta") or {}
+    recipe = (meta.get("train_config") or {}).get("name")
+    return [
+        s
+        for s in inputs.of("compare_shift")
+        if recipe and ((s.data.get("after") or {}).get("recipes") or [None])[-1] == recipe
+    ]
+
+
+def loso_lines(inputs: Inputs) -> list[str]:
+    """The shipped recipe left one source out at a time, against the previous recipe."""
+    found = shipped_loso(inputs)
+    lines = ["### Leave-one-source-out: the shipped recipe against the previous one", ""]
+    if not found:
+        return lines + [
+            f"{NOT_MEASURED} (`wastenet shift RECIPE ...` for each recipe, then "
+            "`python benchmarks/compare_shift.py --before ... --after ...`).",
+            "",
+        ]
+    for s in found:
+        before, after = s.data.get("before") or {}, s.data.get("after") or {}
+        lines += [
+            "Each recipe trained without the left-out source and scored on all of its items "
+            '(set-aware top-1, Wilson 95 %); the outliers\' "not sure" rate is at the bar '
+            "that refuses 5 % of the fold's own test items. Before: "
+            f"{' + '.join(before.get('recipes') or [])}; after: "
+            f"{' + '.join(after.get('recipes') or [])}.",
+            "",
+            loso_table(s.data),
+            "",
+            f"Measured by {by(s)}, from {', '.join(before.get('results', []))} (before) and "
+            f"{', '.join(after.get('results', []))} (after).",
+            "",
+        ]
+    return lines
 
 
 def unseen_lines(inputs: Inputs) -> list[str]:
