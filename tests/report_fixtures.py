@@ -87,7 +87,7 @@ def make_results(root: Path) -> Path:
         **_prov("wastenet power rapl --model m.onnx --json rapl.json"),
     })  # fmt: skip
     _write(root / "shift" / "shift.json", {"format_version": 1, "mode": "existing", "folds": [
-        {"name": "model", "scored": {"muell": {
+        {"name": "model", "model": "m.onnx", "scored": {"muell": {
             "role": "holdout", "n": 20, "top1_set": 0.85, "top1_set_ci95": [0.64, 0.95],
             "classes": ["glass", "paper"], "not_sure": {"not_sure_rate": 0.1},
             "per_class": {"glass": {"support": 10, "recall": 0.9},

@@ -42,6 +42,7 @@ def test_every_table_and_figure_from_generated_results(generated, tmp_path, caps
     assert page.count('<figure class="plot"') == len(FIGURES)
     # the numbers of each input, in its table
     for text in ("95.0 % (76.0-99.0)", "85.0 % (64.0-95.0)", "| 71.4 % | 85.7 % |",
+                 "| muell (holdout; model m.onnx) | 20 |",
                  "| inferring (MAXN) | 4.80 | 16.0 | 3.33 | 0.300 |", "| 0.360 | 0.353 | 1.006 |",
                  "| 1.20 | FAIL |", "| int8_ac/model.int8.xml | on | 95.0 | 196/300 |",
                  "| CPU package inferring (RAPL) | 20.00 | 50.0 | 2.50 |"):  # fmt: skip
@@ -331,3 +332,15 @@ def test_the_loso_table_is_the_shipped_recipes_only(tmp_path):
     assert "33.3 %" not in section and f"after: first + {shipped}." in section
     assert "Folds measured: 1 of 3; not yet: trashnet, web-mixed." in section
     assert "lowest trashnetpp 80.1 % (not met)" in section  # decided: already under 85 %
+
+
+def test_a_never_seen_row_names_what_it_measured():
+    from wastenet.analysis.report_accuracy import _measured
+
+    loso = {"mode": "loso", "recipes": ["lite0_multisource_75", "lite0_multisource_75_stage4"]}
+    fold = {"name": "without-trashnetpp", "status": "trained"}
+    assert _measured(loso, fold) == "without-trashnetpp of lite0_multisource_75_stage4"
+    given = {"name": "without-trashnetpp", "status": "given", "model": "models/previous/m.onnx"}
+    assert _measured(loso, given) == "model models/previous/m.onnx"  # --fold-model
+    one = {"name": "model", "model": "runs/x/stage1/model.safetensors"}
+    assert _measured({"mode": "existing"}, one) == "model runs/x/stage1/model.safetensors"

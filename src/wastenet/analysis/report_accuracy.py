@@ -278,6 +278,15 @@ def per_source_section(report: Report) -> Section:
     return section
 
 
+def _measured(shift: dict, fold: dict) -> str:
+    """What a shift fold scored: a given model by its path, a trained fold by its name and
+    the recipe's last stage (a single-fold run reads as that fold, not as a whole table)."""
+    if shift.get("mode") == "existing" or fold.get("status") == "given":
+        return f"model {fold.get('model', '?')}"
+    recipes = shift.get("recipes") or ["?"]
+    return f"{fold.get('name', '?')} of {recipes[-1]}"
+
+
 def _unseen_rows(report: Report) -> tuple[list[list[str]], list[tuple[str, dict, Source]]]:
     """Rows for sources a model never saw (shift.json, object_crop.json) and, per scored
     source, its per-class counts for figures 10/13."""
@@ -289,7 +298,7 @@ def _unseen_rows(report: Report) -> tuple[list[list[str]], list[tuple[str, dict,
                 ood = sc.get("ood") or {}
                 rows.append(
                     [
-                        f"{name} ({sc.get('role', '?')}; {fold.get('name', '?')})",
+                        f"{name} ({sc.get('role', '?')}; {_measured(s.data, fold)})",
                         str(sc.get("n", "?")),
                         pct_ci(sc.get("top1_set"), sc.get("top1_set_ci95")),
                         pct(sc.get("not_sure", {}).get("not_sure_rate")),
