@@ -263,8 +263,13 @@ def test_each_fold_distils_from_the_same_fold_of_an_earlier_run(loso, data, caps
     partial.mkdir()
     cut = dict(loso["result"], folds=loso["result"]["folds"][:2])
     (partial / "shift.json").write_text(json.dumps(cut))
+    moved = data["tmp"] / "moved.json"  # relative fold paths, read from another folder
+    folds = [dict(f, model=f"elsewhere/{f['name']}/model.safetensors") for f in cut["folds"]]
+    moved.write_text(json.dumps(dict(cut, folds=folds)))
     for source, message in ((partial, "fold without-gamma has no finished model"),
-                            (data["tmp"], "no shift.json there")):  # fmt: skip
+                            (data["tmp"], "no shift.json there"),
+                            (moved, "model elsewhere/without-alpha/model.safetensors is not "
+                                    "there (its paths are relative")):  # fmt: skip
         assert main([*base, "--teachers-from", str(source), "--out", str(partial)]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.splitlines()) == 1

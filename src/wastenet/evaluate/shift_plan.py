@@ -231,9 +231,18 @@ def fold_teachers(teachers_from: Path, plans: Sequence[FoldPlan]) -> dict[str, s
     for plan in plans:
         fold = folds.get(plan.name)
         model = Path(fold["model"]) if fold and fold.get("model") else None
-        if model is None or not model.is_file():
+        if model is None:
             raise WasteNetError(
                 f"--teachers-from {teachers_from}: fold {plan.name} has no finished model"
+            )
+        if not model.is_file():
+            where = (
+                ""
+                if model.is_absolute()
+                else " (its paths are relative: run from the folder that run started in)"
+            )
+            raise WasteNetError(
+                f"--teachers-from {teachers_from}: fold {plan.name}'s model {model} is not there{where}"
             )
         saw = sorted(set(fold["train_sources"]) & {*plan.left_out, *plan.holdout})
         if saw:
