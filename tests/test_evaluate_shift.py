@@ -484,3 +484,33 @@ def test_model_written_before_its_calibration_is_calibrated_on_rerun(data, tmp_p
     assert "calibration" in again.metrics
     assert again.temperature == pytest.approx(fitted, rel=1e-4)  # the same fit as training's
     assert other.read_bytes() == other_bytes  # a calibrated model is left as it was
+
+
+def test_a_fold_kept_without_its_earlier_stages_weights_resumes_after_them(loso, data, tmp_path):
+    """A fold copied elsewhere with only its last finished stage's model (the earlier stages'
+    config and times, not their weights; the manifest spelled as a relative path) is reused
+    as it is: nothing retrains and it scores the same. (A run made with a relative --out
+    records the same paths wherever it is copied; this one's absolute paths are moved.)"""
+    import os
+    import shutil
+
+    import yaml
+
+    kept = tmp_path / "kept"
+    shutil.copytree(loso["out"], kept)
+    for fold in loso["result"]["folds"]:
+        stage1 = kept / fold["name"] / "stage1"
+        for weights in stage1.glob("*.safetensors"):
+            weights.unlink()
+        saved = yaml.safe_load((stage1 / "config.yaml").read_text())
+        saved["manifest"] = os.path.relpath(data["manifest"])
+        (stage1 / "config.yaml").write_text(yaml.safe_dump(saved))
+        stage2 = stage1.parent / "stage2" / "config.yaml"
+        stage2.write_text(stage2.read_text().replace(str(loso["out"]), str(kept)))
+    assert _shift(data, kept, "--holdout-only", "delta", "--resolution", "12.5") == 0
+    again = json.loads((kept / "shift.json").read_text())
+    for old, new in zip(loso["result"]["folds"], again["folds"], strict=True):
+        assert [s["status"] for s in new["stages"]] == ["reused", "reused"]
+        assert new["train_seconds"] == old["train_seconds"]
+        assert new["scored"]["delta"]["top1_set"] == old["scored"]["delta"]["top1_set"]
+        assert not (kept / new["name"] / "stage1" / "model.safetensors").exists()

@@ -54,13 +54,21 @@ def _check_same_config(cfg: Any, run_dir: Path) -> None:
     saved = run_dir / "config.yaml"
     if not saved.exists():
         return
-    old, new = to_dict(load_train_config(str(saved))), to_dict(cfg)
+    old, new = (_same_spelling(to_dict(c)) for c in (load_train_config(str(saved)), cfg))
     if old != new:
         keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise WasteNetError(
             f"{run_dir} holds a run of another config (differs in {', '.join(keys)}); "
             "use another --out or remove that folder"
         )
+
+
+def _same_spelling(cfg: dict) -> dict:
+    """A config with its manifest path resolved: a stage folder copied to another machine
+    (or kept with a relative path) is the same run."""
+    if cfg.get("manifest"):
+        cfg["manifest"] = str(Path(cfg["manifest"]).expanduser().resolve())
+    return cfg
 
 
 def _add_seconds(run_dir: Path, seconds: float) -> float:
@@ -70,14 +78,20 @@ def _add_seconds(run_dir: Path, seconds: float) -> float:
     return total
 
 
-def train_stage(cfg: Any, run_dir: Path, skip_train: bool, progress: bool) -> dict:
-    """Train (or resume, or reuse) one stage; a finished model is never retrained."""
+def train_stage(
+    cfg: Any, run_dir: Path, skip_train: bool, progress: bool, superseded: bool = False
+) -> dict:
+    """Train (or resume, or reuse) one stage; a finished model is never retrained.
+
+    ``superseded``: a later stage of the fold is finished, so this one is reused from its
+    config alone; its weights are not needed (a fold kept without them resumes after it).
+    """
     from wastenet.train.checkpoint import STATE_FILE
 
     model = run_dir / MODEL_FILE
     _check_same_config(cfg, run_dir)
     seconds_file = run_dir / SECONDS_FILE
-    if model.exists() and _calibrated(cfg, model):
+    if superseded or (model.exists() and _calibrated(cfg, model)):
         old = json.loads(seconds_file.read_text())["seconds"] if seconds_file.exists() else None
         return {"status": "reused", "train_seconds": None if old is None else round(old, 2)}
     if skip_train:
@@ -128,6 +142,7 @@ def train_fold(
     stages, dropped = stage_configs(recipes, plan)
     record: dict = {"stages": [], "dropped_phases": dropped, "model": None}
     previous: Path | None = None
+    finished = [k for k, _, _ in stages if (out / plan.name / f"stage{k}" / MODEL_FILE).exists()]
     for k, name, cfg in stages:
         if previous is not None:
             cfg.pretrained = str(previous)
@@ -135,7 +150,8 @@ def train_fold(
             cfg.teachers = [teacher]
         cfg.validate()
         run_dir = out / plan.name / f"stage{k}"
-        done = train_stage(cfg, run_dir, skip_train, progress)
+        superseded = bool(finished) and k < finished[-1] and (run_dir / "config.yaml").exists()
+        done = train_stage(cfg, run_dir, skip_train, progress, superseded)
         record["stages"].append(
             {"stage": k, "recipe": name, "dir": str(run_dir), "pretrained": cfg.pretrained,
              "teachers": cfg.teachers, **done}
