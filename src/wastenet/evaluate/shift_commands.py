@@ -97,7 +97,8 @@ def _load_recipes(names: list[str], pairs: list[str], manifest: Path) -> tuple[l
     for key, instead in (("manifest", "--manifest"), ("sources", "--sources/--holdout-only")):
         if key in overrides:
             raise ConfigError(f"--set {key}=... is not for shift; use {instead}")
-    full = dict(overrides, manifest=str(manifest.expanduser().resolve()))
+    # the manifest as given, like --out: relative paths keep machine paths out of results
+    full = dict(overrides, manifest=str(manifest.expanduser()))
     return [(name, load_train_config(name, full)) for name in names], overrides
 
 
