@@ -64,8 +64,8 @@ def _check_same_config(cfg: Any, run_dir: Path) -> None:
 
 
 def _same_spelling(cfg: dict) -> dict:
-    """A config with its manifest path resolved: a stage folder copied to another machine
-    (or kept with a relative path) is the same run."""
+    """A config with its manifest path resolved: the same manifest named by a relative or
+    an absolute path is the same run (a stage folder carried from another machine)."""
     if cfg.get("manifest"):
         cfg["manifest"] = str(Path(cfg["manifest"]).expanduser().resolve())
     return cfg
