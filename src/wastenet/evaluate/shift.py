@@ -127,6 +127,11 @@ def _calibrated(cfg: Any, model: Path) -> bool:
     return True
 
 
+def stage_dir(out: Path, plan: FoldPlan, k: int) -> Path:
+    """Where stage ``k`` of a fold trains: OUT/without-S/stageK."""
+    return out / plan.name / f"stage{k}"
+
+
 def train_fold(
     recipes: Sequence[tuple[str, Any]],
     plan: FoldPlan,
@@ -142,15 +147,17 @@ def train_fold(
     stages, dropped = stage_configs(recipes, plan)
     record: dict = {"stages": [], "dropped_phases": dropped, "model": None}
     previous: Path | None = None
-    finished = [k for k, _, _ in stages if (out / plan.name / f"stage{k}" / MODEL_FILE).exists()]
+    last_finished = max(
+        (k for k, _, _ in stages if (stage_dir(out, plan, k) / MODEL_FILE).exists()), default=0
+    )
     for k, name, cfg in stages:
         if previous is not None:
             cfg.pretrained = str(previous)
         if teacher is not None and cfg.teachers:
             cfg.teachers = [teacher]
         cfg.validate()
-        run_dir = out / plan.name / f"stage{k}"
-        superseded = bool(finished) and k < finished[-1] and (run_dir / "config.yaml").exists()
+        run_dir = stage_dir(out, plan, k)
+        superseded = k < last_finished and (run_dir / "config.yaml").exists()
         done = train_stage(cfg, run_dir, skip_train, progress, superseded)
         record["stages"].append(
             {"stage": k, "recipe": name, "dir": str(run_dir), "pretrained": cfg.pretrained,
@@ -278,7 +285,7 @@ def run_shift(
         check_names(f"sources named by recipe {cfg.name}", sorted(named), id_sources(manifest))
     given = given_models(fold_models or {}, plans, log)
     # every fold's stages are planned (and checked) here; the last one holds the fold's model
-    finals = [out / p.name / f"stage{stage_configs(recipes, p)[0][-1][0]}" for p in plans]
+    finals = [stage_dir(out, p, stage_configs(recipes, p)[0][-1][0]) for p in plans]
     if skip_train and not given and not any((path / MODEL_FILE).exists() for path in finals):
         raise WasteNetError(f"{out}: no fold has a finished model to score (drop --skip-train)")
     if isinstance(recipes[0][1].pretrained, str):
