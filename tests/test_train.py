@@ -92,6 +92,8 @@ def test_tiny_model_learns_separable_images(tiny_manifest, tmp_path, monkeypatch
 
     meta = read_bundle_meta(tmp_path / "run" / "model.safetensors")
     assert best.exists() and (tmp_path / "run" / "metrics.csv").exists()
+    assert not (tmp_path / "run" / "optimizer.safetensors").exists()  # a finished run drops it
+    assert (tmp_path / "run" / "last.safetensors").exists()
     assert (tmp_path / "run" / "curves.png").exists()
     assert meta.metrics["val"]["acc"] >= 0.6  # chance is 0.2
     assert "test" in meta.metrics and meta.input_size == [48, 64]
@@ -139,7 +141,9 @@ def test_interrupt_then_resume_is_exact(tiny_manifest, tmp_path, monkeypatch, st
     state = json.loads((tmp_path / "cut" / "state.json").read_text())
     steps_per_epoch = -(-len(build_split_items(tiny_manifest)) // 8)
     assert state["epoch"] * steps_per_epoch + state["step"] == stop_after
+    assert (tmp_path / "cut" / "optimizer.safetensors").exists()  # a stopped run keeps it
     train(cfg, tmp_path / "cut", resume=True, progress=False)
+    train(cfg, tmp_path / "cut", resume=True, progress=False)  # a finished run resumes to itself
     for name in ["last.safetensors", "model.safetensors"] + (["ema.safetensors"] if ema else []):
         a = load_file(str(tmp_path / "full" / name))
         b = load_file(str(tmp_path / "cut" / name))

@@ -264,6 +264,8 @@ def train(
             pos.phase, pos.epoch, pos.step, pos.bad_epochs = pos.phase + 1, 0, 0, 0
             if ctx.rank == 0:
                 checkpoint.save_state(run_dir, pos.__dict__)
+    if ctx.rank == 0:  # every phase done: the optimizer state (2x the weights) resumes nothing
+        (run_dir / checkpoint.OPTIM_FILE).unlink(missing_ok=True)
     best = run_dir / "best.safetensors"
     ctx.barrier()
     if best.exists():
