@@ -1,0 +1,238 @@
+"""How many labelled photos from a new place does a bin need? A learning curve.
+
+A model trained without a source (a leave-one-source-out fold of ``wastenet shift``)
+sorts that source's real photos about half right. The bin's way out is its own loop:
+store what it sees, label some of it, retrain. This measures that loop on a source the
+model never saw: fine-tune the fold's model on the source's training items from ``k``
+randomly drawn photos (every crop of a photo goes with it; a larger ``k`` holds a
+smaller one's photos), with a replayed share of the sources it was trained on, and
+score the source's val + test items, which no run touches (they are dropped from the
+fine-tuning manifest: best epoch and temperature come from the old sources' val
+items). Also scored: the old sources' test items, to see what the fine-tune forgets.
+
+    python benchmarks/new_place_curve.py \\
+        --model runs/shift/multisource_without-trashnetpp/without-trashnetpp/stage4/model.safetensors \\
+        --manifest runs/data4/manifest.json --source trashnetpp --photos 25 100 400
+
+Writes OUT/new_place_curve.json (the runs are OUT/photosK/) and prints a table;
+``--results`` also copies the JSON (benchmarks/results/new_place_curve.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from wastenet.data.manifest import Manifest, load_manifest
+from wastenet.errors import WasteNetError
+from wastenet.evaluate import metrics as M
+from wastenet.evaluate.shift import train_stage
+from wastenet.meta import read_bundle_meta
+from wastenet.provenance import provenance
+from wastenet.train.config import load_train_config
+
+
+def photo_of(item) -> str:
+    """The photo an item was cut from (a detection source's crop), else the item itself."""
+    return (item.origin or {}).get("photo") or item.path
+
+
+def photo_order(manifest: Manifest, source: str, seed: int) -> list[str]:
+    """The source's training photos in a seeded random order: the first k are drawn."""
+    photos = sorted({photo_of(it) for it in manifest.items(split="train", source=source)})
+    if not photos:
+        raise WasteNetError(f"the manifest has no training items of source {source!r}")
+    return [photos[i] for i in np.random.default_rng(seed).permutation(len(photos))]
+
+
+def new_place_manifest(manifest: Manifest, source: str, photos: set[str]) -> Manifest:
+    """The manifest with only ``photos``' training items of ``source`` and none of its val
+    or test items; every other source's items and every outlier as they were."""
+    items = [
+        it
+        for it in manifest.all_items
+        if it.source != source or (it.split == "train" and photo_of(it) in photos)
+    ]
+    return Manifest(
+        items, manifest.ood, manifest.seed, manifest.folds, manifest.ratios,
+        manifest.sources, {**manifest.info, "new_place": {"source": source, "photos": len(photos)}},
+    )  # fmt: skip
+
+
+def sources_of(model: Path, source: str, given: list[str] | None) -> list[str]:
+    """The sources ``model`` was trained on (its card's, or ``given``), never ``source``."""
+    trained_on = given or read_bundle_meta(model).train_config.get("sources")
+    if not trained_on:
+        raise WasteNetError(f"{model}: its card does not name its sources; pass --trained-on")
+    if source in trained_on:
+        raise WasteNetError(f"{model} was trained on {source}: it is no new place for it")
+    return list(trained_on)
+
+
+def fine_tune_config(model: Path, manifest: Path, source: str, trained_on: list[str], args):
+    """The model's own recipe, starting from the model, on its sources plus ``source``:
+    the old sources replayed at ``args.replay`` of their items an epoch; no teacher and
+    no outlier exposure (the new place's outliers would come from photos not drawn)."""
+    recipe = dict(read_bundle_meta(model).train_config)
+    lr = args.lr
+    overrides = {
+        "name": manifest.parent.name,
+        "pretrained": str(model),
+        "manifest": str(manifest),
+        "sources": [*trained_on, source],
+        "source_weights": {s: args.replay for s in trained_on},
+        "teachers": None,
+        "distill_sources": None,
+        "ood_weight": 0.0,
+        "ood_sources": None,
+        "early_stopping_patience": None,
+        "max_steps_per_epoch": args.max_steps,
+        "phases": [
+            {"name": "main", "epochs": args.epochs, "lr": lr},
+            {"name": "fixres", "epochs": 1, "lr": lr / 5, "augment": "light"},
+        ],
+        **({"cache_dir": args.cache_dir} if args.cache_dir else {}),
+    }
+    for key in ("format_version", "created"):
+        recipe.pop(key, None)
+    path = manifest.parent / "recipe.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump({**recipe, **overrides}, sort_keys=False))
+    return load_train_config(str(path))
+
+
+def score(model: Path, items: list, cache_dir) -> dict:
+    """Set-aware top-1 (Wilson 95 %) and per-class recall of ``model`` on ``items``."""
+    from wastenet.evaluate.predict import open_engine, predict_items
+
+    pred = predict_items(open_engine(model), items, cache_dir=cache_dir)
+    s = M.score(pred.probs, pred.label_sets)
+    classes = sorted({c for ls in pred.label_sets if len(ls) == 1 for c in ls})
+    hits = s.hits
+    recall = {
+        c: float(np.mean([h for h, ls in zip(hits, pred.label_sets, strict=True) if ls == (c,)]))
+        for c in classes
+    }
+    return {
+        "n": s.n,
+        "top1": s.accuracy,
+        "top1_ci95": M.wilson_interval(s.right, s.n),
+        "recall": recall,
+        "skipped": len(pred.skipped),
+    }
+
+
+def run(args) -> dict:
+    model, out = Path(args.model), Path(args.out)
+    manifest = load_manifest(args.manifest)
+    unseen = [it for it in manifest.all_items if it.source == args.source and it.split != "train"]
+    order = photo_order(manifest, args.source, args.seed)
+    trained_on = sources_of(model, args.source, args.trained_on)
+    old_test = [it for it in manifest.items(split="test") if it.source in trained_on]
+    cache = args.cache_dir
+    out.mkdir(parents=True, exist_ok=True)
+    points = []
+    for k in sorted(set([0, *args.photos])):
+        if k > len(order):
+            print(f"skipping {k} photos: {args.source} has {len(order)} training photos")
+            continue
+        if k == 0:
+            trained, seconds, items = model, None, 0
+        else:
+            folder = out / f"photos{k}"
+            folder.mkdir(parents=True, exist_ok=True)
+            derived = new_place_manifest(manifest, args.source, set(order[:k]))
+            items = len(derived.items(split="train", source=args.source))
+            derived_path = derived.save(folder / "manifest.json")
+            cfg = fine_tune_config(model, derived_path, args.source, trained_on, args)
+            started = time.perf_counter()
+            status = train_stage(cfg, folder / "run", skip_train=False, progress=False)
+            seconds = status["train_seconds"] or round(time.perf_counter() - started, 2)
+            trained = folder / "run" / "model.safetensors"
+        point = {
+            "photos": k,
+            "items": items,
+            "train_seconds": seconds,
+            "model": str(trained),
+            "new_place": score(trained, unseen, cache),
+            "old_sources_test": score(trained, old_test, cache) if old_test else None,
+        }
+        points.append(point)
+        print(row(point), flush=True)
+    return {
+        "model": str(model),
+        "manifest": str(args.manifest),
+        "source": args.source,
+        "scored_on": f"{args.source}'s val and test items ({len(unseen)}), never trained on",
+        "photos_available": len(order),
+        "settings": {
+            "epochs": args.epochs,
+            "lr": args.lr,
+            "replay": args.replay,
+            "seed": args.seed,
+        },  # fmt: skip
+        "points": points,
+        "provenance": provenance(),
+    }
+
+
+def pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.1f} %"
+
+
+HEADER = (
+    "| labelled photos | items | top-1 on the new place (95 % CI) | per class | "
+    "old sources' test | train s |\n| ---: | ---: | ---: | --- | ---: | ---: |"
+)
+
+
+def row(p: dict) -> str:
+    s, old = p["new_place"], p["old_sources_test"]
+    lo, hi = s["top1_ci95"]
+    recall = ", ".join(f"{c} {pct(v)}" for c, v in s["recall"].items())
+    seconds = "–" if p["train_seconds"] is None else f"{p['train_seconds']:.0f}"
+    return (
+        f"| {p['photos']} | {p['items']} | {pct(s['top1'])} ({100 * lo:.1f}-{100 * hi:.1f}) | "
+        f"{recall} | {pct(old['top1']) if old else '–'} | {seconds} |"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, help="a bundle trained without --source")
+    ap.add_argument("--manifest", required=True)
+    ap.add_argument("--source", required=True, help="the new place: a source the model never saw")
+    ap.add_argument("--photos", type=int, nargs="+", default=[25, 100, 400])
+    ap.add_argument(
+        "--trained-on", nargs="+", help="the model's sources, where its card lacks them"
+    )
+    ap.add_argument("--epochs", type=int, default=3, help="main epochs (then one FixRes epoch)")
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--replay", type=float, default=0.1, help="old sources' share an epoch")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--out", default="runs/new_place")
+    ap.add_argument("--results", default=None, help="also copy the JSON here")
+    args = ap.parse_args(argv)
+    print(HEADER)
+    try:
+        result = run(args)
+    except WasteNetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = json.dumps(result, indent=1)
+    (Path(args.out) / "new_place_curve.json").write_text(text)
+    if args.results:
+        Path(args.results).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""benchmarks/new_place_curve.py: fine-tune a model on k photos of a source it never saw."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import load_benchmark, make_image_folder
+from wastenet.data.manifest import Item, Manifest, load_manifest
+
+pytest.importorskip("torch")
+curve = load_benchmark("new_place_curve")
+
+
+def crop(photo: str, i: int, split: str, source: str = "det") -> Item:
+    return Item(
+        path=f"/x/{Path(photo).stem}__{i}.jpg",
+        source=source,
+        labels=("metal",),
+        sha256=f"{hash((photo, i)) & (2**64 - 1):064x}",
+        split=split,
+        origin={"photo": photo, "box": [0, 0, 10, 10]},
+    )
+
+
+def test_photos_are_drawn_whole_nested_and_the_unseen_items_dropped():
+    items = [crop(f"/p/{n}.jpg", i, "train") for n in range(6) for i in range(2)]
+    items += [crop("/p/v.jpg", 0, "val"), crop("/p/t.jpg", 0, "test")]
+    items += [crop("/q/a.jpg", 0, "val", source="old"), crop("/q/b.jpg", 0, "test", source="old")]
+    manifest = Manifest(items)
+    order = curve.photo_order(manifest, "det", seed=3)
+    assert sorted(order) == [f"/p/{n}.jpg" for n in range(6)]  # each photo once
+    assert order == curve.photo_order(manifest, "det", seed=3)
+    small = curve.new_place_manifest(manifest, "det", set(order[:2]))
+    large = curve.new_place_manifest(manifest, "det", set(order[:4]))
+    kept = {it.path for it in small.items(source="det")}
+    assert len(kept) == 4  # both crops of each of the 2 photos
+    assert kept < {it.path for it in large.items(source="det")}  # nested draws
+    assert all(it.split == "train" for it in large.items(source="det"))  # no val/test left
+    assert len(small.items(source="old")) == 2  # the other sources untouched
+
+
+@pytest.fixture(scope="module")
+def two_sources(tmp_path_factory) -> Path:
+    from wastenet.data.split import build_split
+
+    tmp = tmp_path_factory.mktemp("two")
+    roots = [
+        make_image_folder(tmp / "alpha", per_class=8, seed=0),
+        make_image_folder(tmp / "beta", per_class=8, seed=500),
+    ]
+    manifest = tmp / "manifest.json"
+    build_split(roots, progress=False).manifest.save(manifest)
+    return manifest
+
+
+def trained_on(manifest: Path, tmp: Path, sources: list[str]) -> Path:
+    from test_train import tiny_config
+    from wastenet.train.loop import train
+
+    phases = [{"name": "main", "epochs": 2, "lr": 3e-3}]
+    cfg = tiny_config(manifest, tmp, sources=sources, phases=phases)
+    train(cfg, tmp / "model", progress=False)
+    return tmp / "model" / "model.safetensors"
+
+
+def test_the_curve_fine_tunes_on_more_photos_and_scores_items_no_run_saw(two_sources, tmp_path):
+    model = trained_on(two_sources, tmp_path, ["alpha"])
+    out = tmp_path / "curve"
+    argv = ["--model", str(model), "--manifest", str(two_sources), "--source", "beta"]
+    argv += ["--photos", "3", "10", "--epochs", "1", "--out", str(out)]
+    argv += ["--cache-dir", str(tmp_path / "cache"), "--results", str(tmp_path / "r.json")]
+    assert curve.main(argv) == 0
+    result = json.loads((out / "new_place_curve.json").read_text())
+    assert json.loads((tmp_path / "r.json").read_text()) == result
+    manifest = load_manifest(two_sources)
+    unseen = [it for it in manifest.items(source="beta") if it.split != "train"]
+    assert [p["photos"] for p in result["points"]] == [0, 3, 10]
+    assert [p["items"] for p in result["points"]] == [0, 3, 10]  # one item per photo here
+    for p in result["points"]:
+        assert p["new_place"]["n"] == len(unseen)  # the same unseen items every time
+        assert 0.0 <= p["new_place"]["top1"] <= 1.0
+        assert p["old_sources_test"]["n"] == len(manifest.items(split="test", source="alpha"))
+    derived = load_manifest(out / "photos3" / "manifest.json")
+    assert {it.split for it in derived.items(source="beta")} == {"train"}
+    config = (out / "photos3" / "run" / "config.yaml").read_text()
+    assert "- beta" in config and str(model) in config  # starts from the model, adds beta
+    before = (out / "photos3" / "run" / "model.safetensors").stat().st_mtime_ns
+    assert curve.main(argv) == 0  # a second run reuses the finished fine-tunes
+    assert (out / "photos3" / "run" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_a_model_that_saw_the_source_is_refused(two_sources, tmp_path, capsys):
+    model = trained_on(two_sources, tmp_path, ["alpha", "beta"])
+    argv = ["--model", str(model), "--manifest", str(two_sources), "--source", "beta"]
+    assert curve.main([*argv, "--out", str(tmp_path / "c")]) == 2
+    assert "was trained on beta: it is no new place for it" in capsys.readouterr().err
