@@ -89,6 +89,21 @@ def make_image_folder(
     return root
 
 
+@pytest.fixture(scope="module")
+def two_source_manifest(tmp_path_factory) -> Path:
+    """Sources ``alpha`` and ``beta``, 8 generated images per class each."""
+    from wastenet.data.split import build_split
+
+    tmp = tmp_path_factory.mktemp("two_sources")
+    roots = [
+        make_image_folder(tmp / "alpha", per_class=8, seed=0),
+        make_image_folder(tmp / "beta", per_class=8, seed=500),
+    ]
+    manifest = tmp / "manifest.json"
+    build_split(roots, progress=False).manifest.save(manifest)
+    return manifest
+
+
 @pytest.fixture
 def tiny_image_folder(tmp_path) -> Path:
     return make_image_folder(tmp_path / "tiny")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import load_benchmark, make_image_folder
+from conftest import load_benchmark
 from wastenet.data.manifest import Item, Manifest, load_manifest
 
 pytest.importorskip("torch")
@@ -42,20 +42,6 @@ def test_photos_are_drawn_whole_nested_and_the_unseen_items_dropped():
     assert len(small.items(source="old")) == 2  # the other sources untouched
 
 
-@pytest.fixture(scope="module")
-def two_sources(tmp_path_factory) -> Path:
-    from wastenet.data.split import build_split
-
-    tmp = tmp_path_factory.mktemp("two")
-    roots = [
-        make_image_folder(tmp / "alpha", per_class=8, seed=0),
-        make_image_folder(tmp / "beta", per_class=8, seed=500),
-    ]
-    manifest = tmp / "manifest.json"
-    build_split(roots, progress=False).manifest.save(manifest)
-    return manifest
-
-
 def trained_on(manifest: Path, tmp: Path, sources: list[str]) -> Path:
     from test_train import tiny_config
     from wastenet.train.loop import train
@@ -66,16 +52,18 @@ def trained_on(manifest: Path, tmp: Path, sources: list[str]) -> Path:
     return tmp / "model" / "model.safetensors"
 
 
-def test_the_curve_fine_tunes_on_more_photos_and_scores_items_no_run_saw(two_sources, tmp_path):
-    model = trained_on(two_sources, tmp_path, ["alpha"])
+def test_the_curve_fine_tunes_on_more_photos_and_scores_items_no_run_saw(
+    two_source_manifest, tmp_path
+):
+    model = trained_on(two_source_manifest, tmp_path, ["alpha"])
     out = tmp_path / "curve"
-    argv = ["--model", str(model), "--manifest", str(two_sources), "--source", "beta"]
+    argv = ["--model", str(model), "--manifest", str(two_source_manifest), "--source", "beta"]
     argv += ["--photos", "3", "10", "--epochs", "1", "--out", str(out)]
     argv += ["--cache-dir", str(tmp_path / "cache"), "--results", str(tmp_path / "r.json")]
     assert curve.main(argv) == 0
     result = json.loads((out / "new_place_curve.json").read_text())
     assert json.loads((tmp_path / "r.json").read_text()) == result
-    manifest = load_manifest(two_sources)
+    manifest = load_manifest(two_source_manifest)
     unseen = [it for it in manifest.items(source="beta") if it.split != "train"]
     assert [p["photos"] for p in result["points"]] == [0, 3, 10]
     assert [p["items"] for p in result["points"]] == [0, 3, 10]  # one item per photo here
@@ -92,8 +80,8 @@ def test_the_curve_fine_tunes_on_more_photos_and_scores_items_no_run_saw(two_sou
     assert (out / "photos3" / "run" / "model.safetensors").stat().st_mtime_ns == before
 
 
-def test_a_model_that_saw_the_source_is_refused(two_sources, tmp_path, capsys):
-    model = trained_on(two_sources, tmp_path, ["alpha", "beta"])
-    argv = ["--model", str(model), "--manifest", str(two_sources), "--source", "beta"]
+def test_a_model_that_saw_the_source_is_refused(two_source_manifest, tmp_path, capsys):
+    model = trained_on(two_source_manifest, tmp_path, ["alpha", "beta"])
+    argv = ["--model", str(model), "--manifest", str(two_source_manifest), "--source", "beta"]
     assert curve.main([*argv, "--out", str(tmp_path / "c")]) == 2
     assert "was trained on beta: it is no new place for it" in capsys.readouterr().err

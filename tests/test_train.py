@@ -449,19 +449,6 @@ def test_loader_workers_auto_and_bad_values(tiny_manifest, tmp_path, monkeypatch
     assert loader_workers("auto", cuda=True) == 1
 
 
-@pytest.fixture(scope="module")
-def two_source_manifest(tmp_path_factory) -> Path:
-    """Sources ``alpha`` and ``beta``, 8 generated images per class each."""
-    tmp = tmp_path_factory.mktemp("two_sources")
-    roots = [
-        make_image_folder(tmp / "alpha", per_class=8, seed=0),
-        make_image_folder(tmp / "beta", per_class=8, seed=500),
-    ]
-    manifest = tmp / "manifest.json"
-    build_split(roots, progress=False).manifest.save(manifest)
-    return manifest
-
-
 def test_a_phase_can_train_on_some_sources_while_val_keeps_them_all(two_source_manifest, tmp_path):
     """``phases[i].sources``: the last epochs on one source, validation over the run's."""
     from wastenet.errors import ConfigError
