@@ -59,6 +59,11 @@ def test_policies(tmp_path):
     every = SampleStore(tmp_path / "e", SamplePolicy.parse("every:3"))
     kept = [every.offer(frame(i), "glass", PROBS, None, i) is not None for i in range(7)]
     assert kept == [True, False, False, True, False, False, True]
+    # the bin hands over the sureness its loop computed: that one decides and is stored
+    given = SampleStore(tmp_path / "g", SamplePolicy.parse("uncertain", NotSureRule(0.7)))
+    assert given.offer(frame(), "cardboard", sure, None, sureness=0.95) is None
+    row = given.offer(frame(), "cardboard", sure, None, sureness=0.5)
+    assert given.rows()[0]["id"] == row and given.rows()[0]["confidence"] == pytest.approx(0.5)
     with pytest.raises(ConfigError, match="every:K"):
         SamplePolicy.parse("every:0")
     with pytest.raises(ConfigError):

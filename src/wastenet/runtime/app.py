@@ -373,7 +373,12 @@ def _store_hook(opts: BinOptions, engine, parts: list):
             decided = result.vote.label if result.vote else None
             try:
                 store.offer(
-                    result.frame.image, result.label, result.probs, decided, result.frame.index
+                    result.frame.image,
+                    result.label,
+                    result.probs,
+                    decided,
+                    result.frame.index,
+                    sureness=result.confidence,  # the loop's, by the same rule
                 )
             except (
                 OSError,

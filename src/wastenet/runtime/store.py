@@ -260,10 +260,12 @@ class SampleStore:
         vote: str | None,
         frame_index: int = 0,
         ts: float | None = None,
+        sureness: float | None = None,
     ) -> int | None:
         """Keep the sample if the policy wants it; returns its row id, or None (not wanted, or
-        dropped because the write failed: one warning per burst of failures)."""
-        confidence = float(self.policy.rule.sureness(probs))  # the rule's sureness
+        dropped because the write failed: one warning per burst of failures). ``sureness`` is
+        the rule's sureness of ``probs`` where the caller has it already (the bin's loop)."""
+        confidence = float(self.policy.rule.sureness(probs) if sureness is None else sureness)
         self.seen += 1
         if not self.policy.wants(self.seen - 1, confidence):
             return None
