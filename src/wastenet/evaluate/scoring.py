@@ -9,7 +9,7 @@ import numpy as np
 from wastenet.classes import CLASSES, CONFIDENCE_THRESHOLD
 from wastenet.evaluate import metrics as M
 from wastenet.evaluate.temperature import expected_calibration_error
-from wastenet.sureness import NotSureRule, as_rule
+from wastenet.sureness import DEFAULT_REFUSALS, NotSureRule, as_rule
 
 
 def row_name(labels: Sequence[str], classes=CLASSES) -> str:
@@ -95,20 +95,32 @@ def score_predictions(
 
 
 def score_ood(
-    id_probs: np.ndarray, ood_probs: np.ndarray | None, threshold: NotSureRule | float
+    id_probs: np.ndarray,
+    ood_probs: np.ndarray | None,
+    threshold: NotSureRule | float,
+    refusal_bar: float | None = None,
 ) -> dict:
     """How well "not sure" separates unknown items (TrashNet ``trash``) from known ones.
 
     ``not_sure_rate`` on OOD items is what should be high; ``auroc`` is of the rule's
-    sureness, in-distribution items as positives (0.5 = no separation).
+    sureness, in-distribution items as positives (0.5 = no separation). ``refusal_bar``
+    (the rule's bar that refuses ``DEFAULT_REFUSALS`` of the known test items) adds the
+    OOD items' "not sure" rate at that bar, ``not_sure_at_refusals``.
     """
     if ood_probs is None or len(ood_probs) == 0:
         return {"n": 0, "not_sure_rate": None, "coverage": None, "auroc": None}
     rule = as_rule(threshold)
     ood_probs = np.asarray(ood_probs, np.float64)
+    ood_sureness = rule.sureness(ood_probs)
     stats = M.threshold_stats(ood_probs, None, rule)
-    stats["auroc"] = M.auroc(rule.sureness(id_probs), rule.sureness(ood_probs))
+    stats["auroc"] = M.auroc(rule.sureness(id_probs), ood_sureness)
     counts = np.bincount(ood_probs.argmax(axis=1), minlength=ood_probs.shape[1])
     stats["predicted_as"] = {c: int(n) for c, n in zip(CLASSES, counts, strict=False)}
     stats["mean_max_prob"] = float(ood_probs.max(axis=1).mean())
+    if refusal_bar is not None:
+        stats.update(
+            refusals=DEFAULT_REFUSALS,
+            refusal_bar=refusal_bar,
+            not_sure_at_refusals=float((ood_sureness < refusal_bar).mean()),
+        )
     return stats

@@ -13,7 +13,7 @@ import numpy as np
 from wastenet.classes import CLASSES
 from wastenet.evaluate import metrics as M
 from wastenet.evaluate.scoring import score_group, score_ood
-from wastenet.sureness import DEFAULT_REFUSALS, NotSureRule, as_rule
+from wastenet.sureness import DEFAULT_REFUSALS, NotSureRule
 
 
 def source_scores(
@@ -45,15 +45,8 @@ def source_scores(
             for c in present
             if group["per_class"][c]["support"] > 0
         },
-        ood=score_ood(probs, ood_probs, threshold),
+        ood=score_ood(probs, ood_probs, threshold, refusal_bar),
     )
-    if refusal_bar is not None and group["ood"]["n"]:
-        sureness = as_rule(threshold).sureness(np.asarray(ood_probs, np.float64))
-        group["ood"].update(
-            refusals=DEFAULT_REFUSALS,
-            refusal_bar=refusal_bar,
-            not_sure_at_refusals=float((sureness < refusal_bar).mean()),
-        )
     return group
 
 
