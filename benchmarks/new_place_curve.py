@@ -30,6 +30,7 @@ import numpy as np
 from wastenet.data.manifest import Manifest, load_manifest
 from wastenet.errors import WasteNetError
 from wastenet.evaluate.shift import train_stage
+from wastenet.evaluate.shift_plan import artifact_meta
 from wastenet.meta import read_bundle_meta
 from wastenet.provenance import provenance
 from wastenet.train.config import load_train_config
@@ -64,12 +65,19 @@ def new_place_manifest(manifest: Manifest, source: str, photos: set[str]) -> Man
 
 def sources_of(model: Path, source: str, given: list[str] | None) -> list[str]:
     """The sources ``model`` was trained on (its card's, or ``given``), never ``source``."""
-    trained_on = given or read_bundle_meta(model).train_config.get("sources")
+    trained_on = given or artifact_meta(model).trained_sources
     if not trained_on:
         raise WasteNetError(f"{model}: its card does not name its sources; pass --trained-on")
     if source in trained_on:
         raise WasteNetError(f"{model} was trained on {source}: it is no new place for it")
     return list(trained_on)
+
+
+def check_reference(model: Path, source: str) -> None:
+    """A reference must have trained on every photo of ``source`` (the full recipe)."""
+    trained_on = artifact_meta(model).trained_sources
+    if trained_on is not None and source not in trained_on:
+        raise WasteNetError(f"{model} was not trained on {source}: it is no reference for it")
 
 
 def fine_tune_config(model: Path, manifest: Path, source: str, trained_on: list[str], args):
@@ -134,6 +142,9 @@ def run(args) -> dict:
     order = photo_order(manifest, args.source, args.seed)
     trained_on = sources_of(model, args.source, args.trained_on)
     old_test = [it for it in manifest.items(split="test") if it.source in trained_on]
+    groups = {g: v for g, v in {"new_place": unseen, "old_sources_test": old_test}.items() if v}
+    if args.reference:
+        check_reference(Path(args.reference), args.source)
     cache = args.cache_dir
     out.mkdir(parents=True, exist_ok=True)
     points = []
@@ -153,17 +164,27 @@ def run(args) -> dict:
             status = train_stage(cfg, folder / "run", skip_train=False, progress=False)
             seconds = status["train_seconds"]  # a reused run's own, as it was timed
             trained = folder / "run" / "model.safetensors"
-        groups = {"new_place": unseen, "old_sources_test": old_test}
         point = {
             "photos": k,
             "items": items,
             "train_seconds": seconds,
             "model": str(trained),
             "old_sources_test": None,
-            **score(trained, {g: v for g, v in groups.items() if v}, cache),
+            **score(trained, groups, cache),
         }
         points.append(point)
         print(row(point), flush=True)
+    reference = None
+    if args.reference:  # every training photo, the full recipe from ImageNet weights
+        reference = {
+            "photos": len(order),
+            "items": len(manifest.items(split="train", source=args.source)),
+            "train_seconds": None,
+            "model": str(args.reference),
+            "old_sources_test": None,
+            **score(Path(args.reference), groups, cache),
+        }
+        print(row(reference, "all, full recipe"), flush=True)
     return {
         "model": str(model),
         "manifest": str(args.manifest),
@@ -177,6 +198,7 @@ def run(args) -> dict:
             "seed": args.seed,
         },
         "points": points,
+        "reference": reference,
         "provenance": provenance(),
     }
 
@@ -191,13 +213,13 @@ HEADER = (
 )
 
 
-def row(p: dict) -> str:
+def row(p: dict, photos: str | None = None) -> str:
     s, old = p["new_place"], p["old_sources_test"]
     lo, hi = s["top1_ci95"]
     recall = ", ".join(f"{c} {pct(v)}" for c, v in s["recall"].items())
     seconds = "–" if p["train_seconds"] is None else f"{p['train_seconds']:.0f}"
     return (
-        f"| {p['photos']} | {p['items']} | {pct(s['top1'])} ({100 * lo:.1f}-{100 * hi:.1f}) | "
+        f"| {photos or p['photos']} | {p['items']} | {pct(s['top1'])} ({100 * lo:.1f}-{100 * hi:.1f}) | "
         f"{recall} | {pct(old['top1']) if old else '–'} | {seconds} |"
     )
 
@@ -219,6 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--out", default="runs/new_place")
     ap.add_argument("--results", default=None, help="also copy the JSON here")
+    ap.add_argument(
+        "--reference",
+        default=None,
+        help="a model trained on every photo of --source (the shipped one), scored alike",
+    )
     args = ap.parse_args(argv)
     print(HEADER)
     try:

@@ -80,8 +80,22 @@ def test_the_curve_fine_tunes_on_more_photos_and_scores_items_no_run_saw(
     assert (out / "photos3" / "run" / "model.safetensors").stat().st_mtime_ns == before
 
 
-def test_a_model_that_saw_the_source_is_refused(two_source_manifest, tmp_path, capsys):
-    model = trained_on(two_source_manifest, tmp_path, ["alpha", "beta"])
-    argv = ["--model", str(model), "--manifest", str(two_source_manifest), "--source", "beta"]
+def test_a_model_that_saw_the_source_is_refused_and_is_the_reference(
+    two_source_manifest, tmp_path, capsys
+):
+    full = trained_on(two_source_manifest, tmp_path / "full", ["alpha", "beta"])
+    argv = ["--model", str(full), "--manifest", str(two_source_manifest), "--source", "beta"]
     assert curve.main([*argv, "--out", str(tmp_path / "c")]) == 2
     assert "was trained on beta: it is no new place for it" in capsys.readouterr().err
+    unseen = trained_on(two_source_manifest, tmp_path / "unseen", ["alpha"])
+    argv = ["--model", str(unseen), "--manifest", str(two_source_manifest), "--source", "beta"]
+    argv += ["--photos", "0", "--out", str(tmp_path / "r")]
+    assert curve.main([*argv, "--reference", str(unseen)]) == 2
+    assert "was not trained on beta: it is no reference for it" in capsys.readouterr().err
+    assert curve.main([*argv, "--reference", str(full)]) == 0
+    assert "| all, full recipe |" in capsys.readouterr().out
+    result = json.loads((tmp_path / "r" / "new_place_curve.json").read_text())
+    reference, start = result["reference"], result["points"][0]
+    assert reference["model"] == str(full) and reference["photos"] == result["photos_available"]
+    assert reference["new_place"]["n"] == start["new_place"]["n"]  # the same unseen items
+    assert reference["old_sources_test"]["n"] == start["old_sources_test"]["n"]

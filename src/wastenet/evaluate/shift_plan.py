@@ -163,7 +163,7 @@ def given_models(
         path = Path(model)
         if not path.is_file():
             raise WasteNetError(f"--fold-model {source}={model}: no such model file")
-        recorded = _artifact_meta(path).trained_sources
+        recorded = artifact_meta(path).trained_sources
         if recorded is None:
             log(f"note: {model} does not record its training sources; counted as trained on "
                 f"{', '.join(plan.train_sources)} (--fold-model {source}=...)")  # fmt: skip
@@ -177,7 +177,8 @@ def given_models(
     return given
 
 
-def _artifact_meta(path: Path) -> Any:
+def artifact_meta(path: Path) -> Any:
+    """The model card of any model file: a bundle, an ONNX file or an accelerated engine."""
     if path.suffix == ".safetensors":
         from wastenet.meta import read_bundle_meta
 
