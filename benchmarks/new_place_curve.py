@@ -21,6 +21,7 @@ Writes OUT/new_place_curve.json (the runs are OUT/photosK/) and prints a table;
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -111,6 +112,32 @@ def fine_tune_config(model: Path, manifest: Path, source: str, trained_on: list[
     return load_train_config(str(path))
 
 
+def scores_key(model: Path, groups: dict[str, list]) -> dict:
+    """What a point's scores depend on: the model file and the items of each group."""
+    from wastenet.meta import file_sha256
+
+    digest = hashlib.sha256()
+    for name, items in sorted(groups.items()):
+        digest.update(name.encode())
+        for it in items:
+            digest.update(f"\0{it.sha256}".encode())
+    return {"model_sha256": file_sha256(model), "items_sha256": digest.hexdigest()}
+
+
+def score_once(model: Path, groups: dict[str, list], cache_dir, saved: Path) -> dict:
+    """``score``, kept in ``saved`` and read back while the model and items are the same,
+    so a rerun (another k, a reference) does not score the finished points again."""
+    key = scores_key(model, groups)
+    if saved.is_file():
+        kept = json.loads(saved.read_text())
+        if kept.get("key") == key:
+            return kept["scores"]
+    scores = score(model, groups, cache_dir)
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps({"key": key, "scores": scores}, indent=1))
+    return scores
+
+
 def score(model: Path, groups: dict[str, list], cache_dir) -> dict:
     """Each group of items as ``wastenet shift`` scores a left-out source (set-aware top-1
     with its Wilson interval, per-class recall, "not sure" under the model card's rule)."""
@@ -170,7 +197,7 @@ def run(args) -> dict:
             "train_seconds": seconds,
             "model": str(trained),
             "old_sources_test": None,
-            **score(trained, groups, cache),
+            **score_once(trained, groups, cache, out / "scores" / f"photos{k}.json"),
         }
         points.append(point)
         print(row(point), flush=True)
@@ -182,7 +209,7 @@ def run(args) -> dict:
             "train_seconds": None,
             "model": str(args.reference),
             "old_sources_test": None,
-            **score(Path(args.reference), groups, cache),
+            **score_once(Path(args.reference), groups, cache, out / "scores" / "reference.json"),
         }
         print(row(reference, "all, full recipe"), flush=True)
     return {

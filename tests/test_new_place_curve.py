@@ -53,7 +53,7 @@ def trained_on(manifest: Path, tmp: Path, sources: list[str]) -> Path:
 
 
 def test_the_curve_fine_tunes_on_more_photos_and_scores_items_no_run_saw(
-    two_source_manifest, tmp_path
+    two_source_manifest, tmp_path, monkeypatch
 ):
     model = trained_on(two_source_manifest, tmp_path, ["alpha"])
     out = tmp_path / "curve"
@@ -76,8 +76,18 @@ def test_the_curve_fine_tunes_on_more_photos_and_scores_items_no_run_saw(
     config = (out / "photos3" / "run" / "config.yaml").read_text()
     assert "- beta" in config and str(model) in config  # starts from the model, adds beta
     before = (out / "photos3" / "run" / "model.safetensors").stat().st_mtime_ns
-    assert curve.main(argv) == 0  # a second run reuses the finished fine-tunes
+    score = curve.score
+    monkeypatch.setattr(curve, "score", lambda *a: pytest.fail("a finished point scored again"))
+    assert curve.main(argv) == 0  # a second run reuses the finished fine-tunes and scores
     assert (out / "photos3" / "run" / "model.safetensors").stat().st_mtime_ns == before
+    assert json.loads((out / "new_place_curve.json").read_text())["points"] == result["points"]
+    (out / "scores" / "photos10.json").write_text(
+        (out / "scores" / "photos3.json").read_text()
+    )  # another model's scores under k = 10's name: not taken for its own
+    monkeypatch.setattr(curve, "score", score)
+    assert curve.main(argv) == 0
+    again = json.loads((out / "new_place_curve.json").read_text())
+    assert again["points"][2]["new_place"] == result["points"][2]["new_place"]
 
 
 def test_a_model_that_saw_the_source_is_refused_and_is_the_reference(
