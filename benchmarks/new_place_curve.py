@@ -9,6 +9,9 @@ smaller one's photos), with a replayed share of the sources it was trained on, a
 score the source's val + test items, which no run touches (they are dropped from the
 fine-tuning manifest: best epoch and temperature come from the old sources' val
 items). Also scored: the old sources' test items, to see what the fine-tune forgets.
+``--reference`` scores a model trained on every photo of the source (the shipped one) on
+the same items: the curve's end point. Each point's scores are kept in OUT/scores/, so a
+rerun scores only what changed.
 
     python benchmarks/new_place_curve.py \\
         --model runs/shift/multisource_without-trashnetpp/without-trashnetpp/stage4/model.safetensors \\
