@@ -248,8 +248,9 @@ def row(p: dict, photos: str | None = None) -> str:
     lo, hi = s["top1_ci95"]
     recall = ", ".join(f"{c} {pct(v)}" for c, v in s["recall"].items())
     seconds = "–" if p["train_seconds"] is None else f"{p['train_seconds']:.0f}"
+    top1 = f"{pct(s['top1'])} ({100 * lo:.1f}-{100 * hi:.1f})"
     return (
-        f"| {photos or p['photos']} | {p['items']} | {pct(s['top1'])} ({100 * lo:.1f}-{100 * hi:.1f}) | "
+        f"| {photos or p['photos']} | {p['items']} | {top1} | "
         f"{recall} | {pct(old['top1']) if old else '–'} | {seconds} |"
     )
 
