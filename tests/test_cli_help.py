@@ -118,3 +118,17 @@ def test_the_checks_catch_what_the_help_once_said(presets):
     flags = {s for _, p in all_parsers() for a in p._actions for s in a.option_strings}
     assert FLAG.findall("(or use --no-pretrained)") == ["--no-pretrained"]
     assert "--no-pretrained" not in flags
+
+
+def test_a_refused_file_is_one_line_not_a_traceback(tmp_path, capsys):
+    """An --out the system cannot make (here under a file) ends with exit code 2 and
+    one line that names it, whichever command met it."""
+    (tmp_path / "afile").write_text("")
+    results = tmp_path / "results"
+    results.mkdir()
+    out = tmp_path / "afile" / "report"
+    rc = main(["report", "--no-defaults", "--results", str(results), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == [f"wastenet: error: {out / 'figures'}: Not a directory"]

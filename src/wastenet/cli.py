@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the file(s) and the system's reason, e.g. ``out/x: Not a directory``."""
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    reason = exc.strerror or str(exc)
+    return f"{' -> '.join(names)}: {reason}" if names else reason
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -52,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         result = args.func(args)
     except WasteNetError as exc:
         print(f"wastenet: error: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    except OSError as exc:  # a file the system refused: an --out under a file, a full disk
+        print(f"wastenet: error: {describe_os_error(exc)}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     except KeyboardInterrupt:
         print("wastenet: interrupted", file=sys.stderr)

@@ -15,7 +15,8 @@ class ExitCode(IntEnum):
 
     OK = 0  # done: the source ended, --max-frames was reached, or SIGINT/SIGTERM stopped it
     FAILED = 1  # an unexpected error: a bug (Python prints its traceback)
-    BAD_INPUT = 2  # a WasteNetError: bad option, path, model, door map, source URI...
+    BAD_INPUT = 2  # a WasteNetError (bad option, path, model, door map, source URI...)
+    # or an OSError (a folder that cannot be made, a full disk): one line naming the file
     SOURCE_LOST = 3  # `wastenet run`: the camera or stream failed every reconnect attempt
     STUCK = 4  # `wastenet run`: the loop stuck in the engine, a driver or a hook (its watchdog)
     CHECK_FAILED = 5  # `wastenet verify`: an artifact lost more accuracy than --max-drop allows
