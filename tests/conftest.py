@@ -107,3 +107,38 @@ def two_source_manifest(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_image_folder(tmp_path) -> Path:
     return make_image_folder(tmp_path / "tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_manifest(tmp_path_factory) -> Path:
+    """One generated source, 16 images per class (64x48): the training tests' data."""
+    from wastenet.data.split import build_split
+
+    root = make_image_folder(tmp_path_factory.mktemp("imgs"), per_class=16, size_wh=(64, 48))
+    out = tmp_path_factory.mktemp("split") / "manifest.json"
+    build_split([root], progress=False).manifest.save(out)
+    return out
+
+
+def tiny_config(manifest: Path, tmp: Path, **over):
+    """A training config for ``tiny_efficientnet`` at 48x64 that trains in seconds."""
+    from wastenet.train.config import load_train_config
+
+    data = {
+        "manifest": str(manifest),
+        "model": "tiny_efficientnet",
+        "pretrained": False,
+        "resolution_pct": 12.5,  # 48x64
+        "batch_size": 8,
+        "cache_dir": str(tmp / "cache"),
+        "augment": {"preset": "table3"},
+        "freeze_stem_blocks": 0,
+        "label_smoothing": 0.0,
+        "schedule": "constant",
+        "phases": [
+            {"name": "main", "epochs": 4, "lr": 3e-3},
+            {"name": "consolidation", "epochs": 1, "lr": 3e-4},
+        ],
+    }
+    data.update(over)
+    return load_train_config("lite0_mixed_75", data)

@@ -43,7 +43,7 @@ def test_photos_are_drawn_whole_nested_and_the_unseen_items_dropped():
 
 
 def trained_on(manifest: Path, tmp: Path, sources: list[str]) -> Path:
-    from test_train import tiny_config
+    from conftest import tiny_config
     from wastenet.train.loop import train
 
     phases = [{"name": "main", "epochs": 2, "lr": 3e-3}]
