@@ -39,12 +39,14 @@ def test_differences_means_and_targets():
     assert m["before"] == pytest.approx(0.60) and m["after"] == pytest.approx(0.8533333)
     assert m["difference"] == pytest.approx(0.2533333)
     assert m["ood_not_sure_after"] == pytest.approx(0.65)  # over the folds with outliers
+    assert m["ood_not_sure_before"] == pytest.approx(0.45)
     t = cmp["targets"]
     assert t["mean_gain"]["met"] and t["ood_not_sure"]["met"]
     assert not t["floor"]["met"] and t["floor"]["source"] == "b"  # 80 % < 85 %
     md = shift_compare.markdown(cmp)
     assert "| a | 400 | 50.0 % (0.0-100.0) | 90.0 % (0.0-100.0) | +40.0 (" in md
     assert "40.0 % -> 70.0 % (50)" in md and "| b | 100 |" in md and "– (0)" in md
+    assert md.splitlines()[5].endswith("| 45.0 % -> 65.0 % |")  # the mean row
     assert "lowest b 80.0 % (not met)" in md
 
 

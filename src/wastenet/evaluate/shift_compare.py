@@ -103,8 +103,12 @@ def compare(before: dict, after: dict) -> dict:
     k = len(rows)
     mean_diff = sum(r["difference"] for r in rows) / k
     mean_se = sum(r["difference_se"] ** 2 for r in rows) ** 0.5 / k
-    oods = [r["ood_not_sure_after"] for r in rows if r["ood_n"]]
-    ood_after = None if None in oods or not oods else sum(oods) / len(oods)
+
+    def mean_ood(key: str) -> float | None:
+        oods = [r[key] for r in rows if r["ood_n"]]
+        return None if None in oods or not oods else sum(oods) / len(oods)
+
+    ood_after = mean_ood("ood_not_sure_after")
     lowest = min(rows, key=lambda r: r["after"]["top1"])
     missing = [s for s in all_sources(before) if s not in old]
     floor_met = lowest["after"]["top1"] >= FLOOR
@@ -120,6 +124,7 @@ def compare(before: dict, after: dict) -> dict:
             "after": sum(r["after"]["top1"] for r in rows) / k,
             "difference": mean_diff,
             "difference_ci95": _interval(mean_diff, mean_se),
+            "ood_not_sure_before": mean_ood("ood_not_sure_before"),
             "ood_not_sure_after": ood_after,
         },
         "targets": {
@@ -175,7 +180,8 @@ def markdown(cmp: dict) -> str:
     m = cmp["mean"]
     lines.append(
         f"| **mean** | | {_pct(m['before'])} | {_pct(m['after'])} "
-        f"| {_points(m['difference'], m['difference_ci95'])} | {_pct(m['ood_not_sure_after'])} |"
+        f"| {_points(m['difference'], m['difference_ci95'])} "
+        f"| {_pct(m.get('ood_not_sure_before'))} -> {_pct(m['ood_not_sure_after'])} |"
     )
     t = cmp["targets"]
     missing = cmp.get("not_measured") or []
