@@ -8,6 +8,10 @@ augmentation preview, the benchmarks).
 
 CLASSES: tuple[str, ...] = ("cardboard", "glass", "metal", "paper", "plastic")
 NOT_SURE = "not sure"
+# The labels an item can take besides a class (a source's folder, a reviewed bin sample):
+# something the bin does not sort (kept to measure "not sure" on), and something to leave out.
+OOD = "ood"
+IGNORE = "ignore"
 # Below this top probability the bin answers NOT_SURE (evaluate reports the same rule).
 # Meaningful across models once each is calibrated (wastenet calibrate).
 CONFIDENCE_THRESHOLD = 0.7

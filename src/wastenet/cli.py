@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "wastenet.evaluate.shift_commands",
     "wastenet.accelerate.commands",
     "wastenet.runtime.commands",
+    "wastenet.runtime.review_commands",
     "wastenet.analysis.power_commands",
     "wastenet.analysis.report_commands",
 )

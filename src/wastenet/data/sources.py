@@ -17,12 +17,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wastenet.classes import CLASSES
+from wastenet.classes import CLASSES, IGNORE, OOD
 from wastenet.config import from_dict
 from wastenet.errors import ConfigError, WasteNetError
-
-OOD = "ood"
-IGNORE = "ignore"
 
 # Built-in mappings for folders that are not named like a canonical class.
 DEFAULT_FOLDER_MAP: dict[str, object] = {

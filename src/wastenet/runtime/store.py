@@ -15,7 +15,9 @@ file, are never touched:
   row names are left alone and listed in one log line ("unknown files left alone").
 * Eviction deletes the oldest rows and records their files as ``evict`` journal
   rows in one transaction, then unlinks the files and drops those journal rows;
-  opening finishes an eviction a crash interrupted.
+  opening finishes an eviction a crash interrupted. Samples a person has labelled
+  (``labels``, written by ``wastenet samples label``: ``wastenet.runtime.review``)
+  go last.
 * A write that fails (disk full: ``OSError(ENOSPC)``, or SQLite's "disk is full")
   removes its temporary file and journal row and drops the sample: one warning
   per burst of failures, no exception, so the bin keeps sorting.
@@ -61,6 +63,11 @@ CREATE TABLE IF NOT EXISTS samples (
     bytes INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS samples_ts ON samples (ts);
+CREATE TABLE IF NOT EXISTS labels (
+    image_path TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    ts REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS journal (
     name TEXT PRIMARY KEY,
     op TEXT NOT NULL CHECK (op IN ('write', 'evict')),
@@ -386,8 +393,9 @@ class SampleStore:
         """Drop the oldest samples until the store fits ``quota_bytes``: rows first, then files."""
         rows = []
         total = self._bytes
-        for row_id, name, size in self.db.execute(
-            "SELECT id, image_path, bytes FROM samples ORDER BY id"
+        for row_id, name, size in self.db.execute(  # the unlabelled first, oldest first
+            "SELECT s.id, s.image_path, s.bytes FROM samples s LEFT JOIN labels l "
+            "USING (image_path) ORDER BY l.label IS NOT NULL, s.id"
         ):
             if total <= quota_bytes:
                 break
@@ -397,6 +405,7 @@ class SampleStore:
             return 0
         with self._transaction() as db:  # the files to delete are journalled with the rows
             db.executemany("DELETE FROM samples WHERE id = ?", [(r,) for r, _ in rows])
+            db.executemany("DELETE FROM labels WHERE image_path = ?", [(n,) for _, n in rows])
             db.executemany(
                 "INSERT OR REPLACE INTO journal (name, op, sample) VALUES (?, 'evict', NULL)",
                 [(name,) for _, name in rows],
@@ -419,9 +428,32 @@ class SampleStore:
         return int(self._bytes)
 
     def rows(self) -> list[dict]:
-        cur = self.db.execute("SELECT * FROM samples ORDER BY id")
+        """Every sample, oldest first, with its ``label`` (None where nobody labelled it)."""
+        cur = self.db.execute(
+            "SELECT s.*, l.label FROM samples s LEFT JOIN labels l USING (image_path) ORDER BY s.id"
+        )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur]
+
+    def set_labels(self, labels: dict[str, str | None]) -> None:
+        """Label samples by image name (None: no label) in one transaction, all or none."""
+        known = {row[0] for row in self.db.execute("SELECT image_path FROM samples")}
+        unknown = sorted(set(labels) - known)
+        if unknown:
+            raise WasteNetError(
+                f"{self.root}: no sample named {', '.join(unknown[:5])}"
+                + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            )
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM labels WHERE image_path = ?",
+                [(n,) for n, label in labels.items() if label is None],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO labels (image_path, label, ts) VALUES (?, ?, ?)",
+                [(n, label, now) for n, label in labels.items() if label is not None],
+            )
 
     def close(self) -> None:
         """Close the database, then release the store's lock."""
