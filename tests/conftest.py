@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,35 @@ def tiny_config(manifest: Path, tmp: Path, **over):
     }
     data.update(over)
     return load_train_config("lite0_mixed_75", data)
+
+
+CHROMIUM = next(
+    (p for p in (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium")
+     if p and Path(p).is_file()),
+    None,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium (Debian's ``chromium``, driven by Playwright) for our HTML pages;
+    the test skips where either is missing."""
+    if CHROMIUM is None:
+        pytest.skip("no Chromium installed (apt-get install chromium): browser test skipped")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="Playwright is not installed (pip install -e '.[dev]')"
+    )
+    with sync_api.sync_playwright() as pw:
+        # the system Chromium, not a downloaded one; no sandbox: CI runs as root
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def page_errors(page) -> list[str]:
+    """Console errors, page errors and failed requests of ``page``, as they happen."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
+    return errors

@@ -6,37 +6,15 @@ folder; its path is printed and recorded as the ``screenshot`` property)."""
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
+from conftest import page_errors
 from report_fixtures import make_results
 from wastenet.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = next(
-    (p for p in (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium")
-     if p and Path(p).is_file()),
-    None,
-)  # fmt: skip
-
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no Chromium installed (apt-get install chromium): browser test skipped",
-)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="Playwright is not installed (pip install -e '.[dev]')"
-    )
-    with sync_api.sync_playwright() as pw:
-        # the system Chromium, not a downloaded one; no sandbox: CI runs as root
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 @pytest.mark.parametrize("inputs", ["generated", "committed"])
@@ -53,10 +31,7 @@ def test_report_renders_in_chromium(inputs, browser, tmp_path, record_property):
     assert drawn >= 5  # the paper's figures are drawn whatever the inputs
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
+    errors = page_errors(page)
     page.goto((out / "report.html").as_uri(), wait_until="load")
 
     figures = page.locator("figure.plot svg")

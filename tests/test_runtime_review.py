@@ -206,3 +206,23 @@ def test_a_store_in_use_is_refused_in_one_line(tmp_path, capsys):
     assert "in use by another process" in capsys.readouterr().err
     with pytest.raises(ValueError, match="not a label"):
         review.parse_label("bottle")
+
+
+def test_the_page_of_images_shows_every_sample_in_chromium(browser, tmp_path):
+    from conftest import page_errors
+
+    store_dir = tmp_path / "store"
+    make_store(store_dir)
+    assert cli("sheet", store_dir) == 0
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = page_errors(page)
+    page.goto((store_dir / "review" / "index.html").as_uri(), wait_until="load")
+    images = page.locator("figure img")
+    assert images.count() == len(ANSWERS)
+    for i in range(len(ANSWERS)):
+        images.nth(i).scroll_into_view_if_needed()
+        drawn = images.nth(i).evaluate("img => img.complete && img.naturalWidth")
+        assert drawn == 64, f"image {i} not drawn"  # the stored frame, 64 pixels wide
+    assert page.locator("figcaption").nth(2).inner_text() == "3: not sure 0.20"
+    page.close()
+    assert errors == []
