@@ -10,8 +10,10 @@ score the source's val + test items, which no run touches (they are dropped from
 fine-tuning manifest: best epoch and temperature come from the old sources' val
 items). Also scored: the old sources' test items, to see what the fine-tune forgets.
 ``--reference`` scores a model trained on every photo of the source (the shipped one) on
-the same items: the curve's end point. Each point's scores are kept in OUT/scores/, so a
-rerun scores only what changed.
+the same items: the curve's end point. ``--pseudo-labels 0.9`` adds self-training points:
+every training photo of the source (its outliers too, as a bin's photos would hold them),
+labelled by the model itself where it is that sure, fine-tuned on alike. Each point's
+scores are kept in OUT/scores/, so a rerun scores only what changed.
 
     python benchmarks/new_place_curve.py \\
         --model runs/shift/multisource_without-trashnetpp/without-trashnetpp/stage4/model.safetensors \\
@@ -65,6 +67,50 @@ def new_place_manifest(manifest: Manifest, source: str, photos: set[str]) -> Man
         items, manifest.ood, manifest.seed, manifest.folds, manifest.ratios,
         manifest.sources, {**manifest.info, "new_place": {"source": source, "photos": len(photos)}},
     )  # fmt: skip
+
+
+def pseudo_labelled(
+    manifest: Manifest, source: str, model: Path, threshold: float, cache_dir
+) -> tuple[Manifest, dict]:
+    """Self-training: the manifest with ``source``'s training photos labelled by ``model``
+    instead of a person. Every training item of the source, and its outliers in the train
+    split (a bin's unlabelled photos hold both), takes the model's top class where the
+    card's sureness is at least ``threshold``; the rest are dropped, as are the source's
+    val and test items. Also returns how many were kept, and how many of their labels are
+    right (outliers are never right)."""
+    from dataclasses import replace
+
+    from wastenet.evaluate.predict import open_engine, predict_items
+    from wastenet.sureness import NotSureRule
+
+    pool = manifest.items(split="train", source=source)
+    outliers = [it for it in manifest.ood if it.source == source and it.for_outlier_exposure]
+    engine = open_engine(model)
+    pred = predict_items(engine, pool + outliers, cache_dir=cache_dir)
+    sureness = NotSureRule.of(engine.meta).sureness(pred.probs)
+    labels = [engine.meta.labels[i] for i in pred.probs.argmax(1)]
+    chosen = [
+        (it, label)
+        for it, label, sure in zip(pred.items, labels, sureness, strict=True)
+        if sure >= threshold
+    ]
+    pseudo = [replace(it, labels=(label,), split="train", ood_split=None) for it, label in chosen]
+    taken = {it.sha256 for it, _ in chosen}
+    items = [it for it in manifest.all_items if it.source != source] + pseudo
+    ood = [it for it in manifest.ood if not (it.source == source and it.sha256 in taken)]
+    info = {**manifest.info, "new_place": {"source": source, "pseudo_labels": threshold}}
+    derived = Manifest(
+        items, ood, manifest.seed, manifest.folds, manifest.ratios, manifest.sources, info
+    )
+    stats = {
+        "threshold": threshold,
+        "pool": len(pred.items),
+        "pool_outliers": len(outliers),
+        "kept": len(chosen),
+        "kept_outliers": sum(1 for it, _ in chosen if it in outliers),
+        "right": sum(1 for it, label in chosen if it.labels == (label,)),
+    }
+    return derived, stats
 
 
 def sources_of(model: Path, source: str, given: list[str] | None) -> list[str]:
@@ -204,6 +250,25 @@ def run(args) -> dict:
         }
         points.append(point)
         print(row(point), flush=True)
+    for threshold in args.pseudo_labels or []:  # every photo, labelled by the model itself
+        folder = out / f"pseudo{threshold:g}"
+        folder.mkdir(parents=True, exist_ok=True)
+        derived, stats = pseudo_labelled(manifest, args.source, model, threshold, cache)
+        cfg = fine_tune_config(model, derived.save(folder / "manifest.json"), args.source,
+                               trained_on, args)  # fmt: skip
+        status = train_stage(cfg, folder / "run", skip_train=False, progress=False)
+        trained = folder / "run" / "model.safetensors"
+        point = {
+            "photos": len(order),
+            "items": stats["kept"],
+            "pseudo_labels": stats,
+            "train_seconds": status["train_seconds"],
+            "model": str(trained),
+            "old_sources_test": None,
+            **score_once(trained, groups, cache, out / "scores" / f"pseudo{threshold:g}.json"),
+        }
+        points.append(point)
+        print(row(point, f"all, unlabelled (sureness >= {threshold:g})"), flush=True)
     reference = None
     if args.reference:  # every training photo, the full recipe from ImageNet weights
         reference = {
@@ -267,6 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=3, help="main epochs (then one FixRes epoch)")
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--replay", type=float, default=0.1, help="old sources' share an epoch")
+    ap.add_argument(
+        "--pseudo-labels",
+        type=float,
+        nargs="+",
+        metavar="SURENESS",
+        help="also self-train: every training photo, labelled by the model where it is this sure",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", default=None)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import load_benchmark
+from wastenet.classes import CLASSES
 from wastenet.data.manifest import Item, Manifest, load_manifest
 
 pytest.importorskip("torch")
@@ -109,3 +110,33 @@ def test_a_model_that_saw_the_source_is_refused_and_is_the_reference(
     assert reference["model"] == str(full) and reference["photos"] == result["photos_available"]
     assert reference["new_place"]["n"] == start["new_place"]["n"]  # the same unseen items
     assert reference["old_sources_test"]["n"] == start["old_sources_test"]["n"]
+
+
+def test_self_training_labels_the_photos_with_the_model_where_it_is_sure(
+    two_source_manifest, tmp_path, capsys
+):
+    from wastenet.evaluate.predict import open_engine, predict_items
+
+    model = trained_on(two_source_manifest, tmp_path, ["alpha"])
+    manifest = load_manifest(two_source_manifest)
+    pool = manifest.items(split="train", source="beta")
+    pred = predict_items(open_engine(model), pool)
+    guessed = {it.path: CLASSES[i] for it, i in zip(pred.items, pred.probs.argmax(1), strict=True)}
+
+    every, stats = curve.pseudo_labelled(manifest, "beta", model, 0.0, None)
+    beta = every.items(source="beta")
+    assert {it.split for it in beta} == {"train"} and len(beta) == len(pool)  # val/test gone
+    assert {it.path: it.label for it in beta} == guessed  # the model's labels, not the truth
+    truth = {it.path: it.label for it in pool}
+    assert stats["kept"] == len(pool) and stats["pool_outliers"] == 0
+    assert stats["right"] == sum(guessed[p] == truth[p] for p in truth)
+    assert every.items(source="alpha") == manifest.items(source="alpha")
+    none, stats = curve.pseudo_labelled(manifest, "beta", model, 1.01, None)
+    assert none.items(source="beta") == [] and stats["kept"] == 0
+
+    argv = ["--model", str(model), "--manifest", str(two_source_manifest), "--source", "beta"]
+    argv += ["--photos", "0", "--pseudo-labels", "0", "--epochs", "1", "--out", str(tmp_path / "c")]
+    assert curve.main(argv) == 0
+    assert "| all, unlabelled (sureness >= 0) |" in capsys.readouterr().out
+    point = json.loads((tmp_path / "c" / "new_place_curve.json").read_text())["points"][-1]
+    assert point["pseudo_labels"]["kept"] == len(pool) and point["train_seconds"] > 0
