@@ -69,31 +69,50 @@ def new_place_manifest(manifest: Manifest, source: str, photos: set[str]) -> Man
     )  # fmt: skip
 
 
+_GUESSES: dict[tuple, list] = {}  # one prediction pass per model and source in a run
+
+
+def model_guesses(manifest: Manifest, source: str, model: Path, cache_dir) -> list[tuple]:
+    """``(item, the model's top class, its sureness)`` for the source's training items and
+    its train-split outliers, predicted once per run."""
+    from wastenet.evaluate.predict import open_engine, predict_items
+    from wastenet.sureness import NotSureRule
+
+    key = (str(model), source, manifest.hash)
+    if key not in _GUESSES:
+        pool = manifest.items(split="train", source=source)
+        pool += [it for it in manifest.ood if it.source == source and it.for_outlier_exposure]
+        engine = open_engine(model)
+        pred = predict_items(engine, pool, cache_dir=cache_dir)
+        sureness = NotSureRule.of(engine.meta).sureness(pred.probs)
+        labels = [engine.meta.labels[i] for i in pred.probs.argmax(1)]
+        _GUESSES[key] = list(zip(pred.items, labels, sureness.tolist(), strict=True))
+    return _GUESSES[key]
+
+
 def pseudo_labelled(
-    manifest: Manifest, source: str, model: Path, threshold: float, cache_dir
+    manifest: Manifest,
+    source: str,
+    model: Path,
+    threshold: float,
+    cache_dir,
+    shuffle_seed: int | None = None,
 ) -> tuple[Manifest, dict]:
     """Self-training: the manifest with ``source``'s training photos labelled by ``model``
     instead of a person. Every training item of the source, and its outliers in the train
     split (a bin's unlabelled photos hold both), takes the model's top class where the
     card's sureness is at least ``threshold``; the rest are dropped, as are the source's
     val and test items. Also returns how many were kept, and how many of their labels are
-    right (outliers are never right)."""
+    right (outliers are never right). ``shuffle_seed``: the control, the same items with
+    their labels shuffled among them (the same classes, in the same numbers)."""
     from dataclasses import replace
 
-    from wastenet.evaluate.predict import open_engine, predict_items
-    from wastenet.sureness import NotSureRule
-
-    pool = manifest.items(split="train", source=source)
     outliers = [it for it in manifest.ood if it.source == source and it.for_outlier_exposure]
-    engine = open_engine(model)
-    pred = predict_items(engine, pool + outliers, cache_dir=cache_dir)
-    sureness = NotSureRule.of(engine.meta).sureness(pred.probs)
-    labels = [engine.meta.labels[i] for i in pred.probs.argmax(1)]
-    chosen = [
-        (it, label)
-        for it, label, sure in zip(pred.items, labels, sureness, strict=True)
-        if sure >= threshold
-    ]
+    guesses = model_guesses(manifest, source, model, cache_dir)
+    chosen = [(it, label) for it, label, sure in guesses if sure >= threshold]
+    if shuffle_seed is not None:
+        order = np.random.default_rng(shuffle_seed).permutation(len(chosen))
+        chosen = [(it, chosen[j][1]) for (it, _), j in zip(chosen, order, strict=True)]
     pseudo = [replace(it, labels=(label,), split="train", ood_split=None) for it, label in chosen]
     taken = {it.sha256 for it, _ in chosen}
     items = [it for it in manifest.all_items if it.source != source] + pseudo
@@ -104,7 +123,8 @@ def pseudo_labelled(
     )
     stats = {
         "threshold": threshold,
-        "pool": len(pred.items),
+        "shuffled": shuffle_seed is not None,
+        "pool": len(guesses),
         "pool_outliers": len(outliers),
         "kept": len(chosen),
         "kept_outliers": sum(1 for it, _ in chosen if it in outliers),
@@ -250,10 +270,17 @@ def run(args) -> dict:
         }
         points.append(point)
         print(row(point), flush=True)
-    for threshold in args.pseudo_labels or []:  # every photo, labelled by the model itself
-        folder = out / f"pseudo{threshold:g}"
+    shuffled = [True] if args.shuffled_control else [False]
+    for threshold, control in [
+        (t, c) for t in args.pseudo_labels or [] for c in [False, *shuffled]
+    ]:
+        # every photo, labelled by the model itself (control: those labels shuffled)
+        name = f"pseudo{threshold:g}" + ("-shuffled" if control else "")
+        folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
-        derived, stats = pseudo_labelled(manifest, args.source, model, threshold, cache)
+        derived, stats = pseudo_labelled(
+            manifest, args.source, model, threshold, cache, args.seed if control else None
+        )
         cfg = fine_tune_config(model, derived.save(folder / "manifest.json"), args.source,
                                trained_on, args)  # fmt: skip
         status = train_stage(cfg, folder / "run", skip_train=False, progress=False)
@@ -265,10 +292,11 @@ def run(args) -> dict:
             "train_seconds": status["train_seconds"],
             "model": str(trained),
             "old_sources_test": None,
-            **score_once(trained, groups, cache, out / "scores" / f"pseudo{threshold:g}.json"),
+            **score_once(trained, groups, cache, out / "scores" / f"{name}.json"),
         }
         points.append(point)
-        print(row(point, f"all, unlabelled (sureness >= {threshold:g})"), flush=True)
+        what = "labels shuffled" if control else "unlabelled"
+        print(row(point, f"all, {what} (sureness >= {threshold:g})"), flush=True)
     reference = None
     if args.reference:  # every training photo, the full recipe from ImageNet weights
         reference = {
@@ -338,6 +366,11 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         metavar="SURENESS",
         help="also self-train: every training photo, labelled by the model where it is this sure",
+    )
+    ap.add_argument(
+        "--shuffled-control",
+        action="store_true",
+        help="with --pseudo-labels: also the same items with their labels shuffled",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)

@@ -131,12 +131,19 @@ def test_self_training_labels_the_photos_with_the_model_where_it_is_sure(
     assert stats["kept"] == len(pool) and stats["pool_outliers"] == 0
     assert stats["right"] == sum(guessed[p] == truth[p] for p in truth)
     assert every.items(source="alpha") == manifest.items(source="alpha")
+    mixed, stats = curve.pseudo_labelled(manifest, "beta", model, 0.0, None, shuffle_seed=1)
+    shuffled = {it.path: it.label for it in mixed.items(source="beta")}
+    assert shuffled.keys() == guessed.keys() and shuffled != guessed and stats["shuffled"]
+    assert sorted(shuffled.values()) == sorted(guessed.values())  # the same labels, moved
     none, stats = curve.pseudo_labelled(manifest, "beta", model, 1.01, None)
     assert none.items(source="beta") == [] and stats["kept"] == 0
 
     argv = ["--model", str(model), "--manifest", str(two_source_manifest), "--source", "beta"]
     argv += ["--photos", "0", "--pseudo-labels", "0", "--epochs", "1", "--out", str(tmp_path / "c")]
-    assert curve.main(argv) == 0
-    assert "| all, unlabelled (sureness >= 0) |" in capsys.readouterr().out
-    point = json.loads((tmp_path / "c" / "new_place_curve.json").read_text())["points"][-1]
-    assert point["pseudo_labels"]["kept"] == len(pool) and point["train_seconds"] > 0
+    assert curve.main([*argv, "--shuffled-control"]) == 0
+    printed = capsys.readouterr().out
+    assert "| all, unlabelled (sureness >= 0) |" in printed
+    assert "| all, labels shuffled (sureness >= 0) |" in printed
+    points = json.loads((tmp_path / "c" / "new_place_curve.json").read_text())["points"]
+    assert [p["pseudo_labels"]["shuffled"] for p in points[1:]] == [False, True]
+    assert points[1]["pseudo_labels"]["kept"] == len(pool) and points[1]["train_seconds"] > 0
