@@ -107,7 +107,6 @@ def pseudo_labelled(
     their labels shuffled among them (the same classes, in the same numbers)."""
     from dataclasses import replace
 
-    outliers = [it for it in manifest.ood if it.source == source and it.for_outlier_exposure]
     guesses = model_guesses(manifest, source, model, cache_dir)
     chosen = [(it, label) for it, label, sure in guesses if sure >= threshold]
     if shuffle_seed is not None:
@@ -125,9 +124,9 @@ def pseudo_labelled(
         "threshold": threshold,
         "shuffled": shuffle_seed is not None,
         "pool": len(guesses),
-        "pool_outliers": len(outliers),
+        "pool_outliers": sum(1 for it, _, _ in guesses if it.split == "ood"),
         "kept": len(chosen),
-        "kept_outliers": sum(1 for it, _ in chosen if it in outliers),
+        "kept_outliers": sum(1 for it, _ in chosen if it.split == "ood"),
         "right": sum(1 for it, label in chosen if it.labels == (label,)),
     }
     return derived, stats
@@ -270,10 +269,8 @@ def run(args) -> dict:
         }
         points.append(point)
         print(row(point), flush=True)
-    shuffled = [True] if args.shuffled_control else [False]
-    for threshold, control in [
-        (t, c) for t in args.pseudo_labels or [] for c in [False, *shuffled]
-    ]:
+    controls = [False, True] if args.shuffled_control else [False]
+    for threshold, control in [(t, c) for t in args.pseudo_labels or [] for c in controls]:
         # every photo, labelled by the model itself (control: those labels shuffled)
         name = f"pseudo{threshold:g}" + ("-shuffled" if control else "")
         folder = out / name

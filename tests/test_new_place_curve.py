@@ -147,3 +147,6 @@ def test_self_training_labels_the_photos_with_the_model_where_it_is_sure(
     points = json.loads((tmp_path / "c" / "new_place_curve.json").read_text())["points"]
     assert [p["pseudo_labels"]["shuffled"] for p in points[1:]] == [False, True]
     assert points[1]["pseudo_labels"]["kept"] == len(pool) and points[1]["train_seconds"] > 0
+    assert curve.main(argv) == 0  # without the control: one self-training point, reused
+    points = json.loads((tmp_path / "c" / "new_place_curve.json").read_text())["points"]
+    assert [p["pseudo_labels"]["shuffled"] for p in points[1:]] == [False]
