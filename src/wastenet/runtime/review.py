@@ -25,11 +25,13 @@ store, or the store of a stopped one. Pure stdlib, numpy and OpenCV: the deploy 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import html
 import os
 import shutil
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -55,15 +57,21 @@ EXPORT_MARK = "# Made by `wastenet samples export`"
 LISTED_ERRORS = 10  # bad sheet rows named in the error
 
 
-def open_store(folder: str | Path) -> SampleStore:
-    """The sample store in ``folder``; a folder without one is refused (never created)."""
+@contextlib.contextmanager
+def open_store(folder: str | Path) -> Iterator[SampleStore]:
+    """The sample store in ``folder``, closed on leaving; a folder without one is refused
+    (never created)."""
     root = Path(folder).expanduser()
     if not (root / "samples.sqlite").is_file():
         raise WasteNetError(
             f"{folder}: no sample store here (no samples.sqlite); give the folder that "
             "`wastenet run --store` wrote"
         )
-    return SampleStore(root)
+    store = SampleStore(root)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def parse_label(text: str) -> str | None:

@@ -54,12 +54,10 @@ def register(subparsers, formatter_class) -> None:
 def _sheet(args: argparse.Namespace) -> int:
     from wastenet.runtime.review import open_store, write_sheet
 
-    store = open_store(args.store)
-    try:
-        out = args.out or store.root / "review"
-        sheet, page, n = write_sheet(store, out, args.unreviewed, args.force)
-    finally:
-        store.close()
+    with open_store(args.store) as store:
+        sheet, page, n = write_sheet(
+            store, args.out or store.root / "review", args.unreviewed, args.force
+        )
     print(f"{n} samples: fill in the label column of {sheet} (images: {page}), then run "
           f"`wastenet samples label {args.store} {sheet}`")  # fmt: skip
     return 0
@@ -69,12 +67,9 @@ def _label(args: argparse.Namespace) -> int:
     from wastenet.runtime.review import open_store, read_sheet, summarise, summary_text
 
     labels = read_sheet(args.sheet)  # the whole sheet is checked before the store is opened
-    store = open_store(args.store)
-    try:
+    with open_store(args.store) as store:
         store.set_labels(labels)
         rows = store.rows()
-    finally:
-        store.close()
     given = sum(label is not None for label in labels.values())
     print(f"stored {given} labels from {len(labels)} rows")
     print(summary_text(store.root, summarise(rows)))
@@ -84,11 +79,8 @@ def _label(args: argparse.Namespace) -> int:
 def _summary(args: argparse.Namespace) -> int:
     from wastenet.runtime.review import open_store, summarise, summary_text
 
-    store = open_store(args.store)
-    try:
+    with open_store(args.store) as store:
         rows = store.rows()
-    finally:
-        store.close()
     print(summary_text(store.root, summarise(rows)))
     return 0
 
@@ -96,11 +88,8 @@ def _summary(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from wastenet.runtime.review import export, open_store
 
-    store = open_store(args.store)
-    try:
+    with open_store(args.store) as store:
         counts = export(store, args.out, args.name)
-    finally:
-        store.close()
     total = sum(counts.values())
     shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing labelled"
     print(
