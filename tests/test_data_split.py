@@ -197,3 +197,34 @@ def test_keep_splits_from_pins_existing_files_when_a_source_is_added(tmp_path):
     for label, n in (("glass", 19), ("metal", 23)):
         got = Counter(it.split for it in kept.manifest.items(source="beta") if it.label == label)
         assert abs(got["test"] - 0.10 * n) <= 1 and abs(got["val"] - 0.18 * n) <= 1
+
+
+def test_a_train_only_source_is_trained_on_and_never_scored(tmp_path):
+    """A train-only source (a model's labels): every item in train; one that is a
+    near-duplicate of an item pinned to val or test is left out and counted, not scored."""
+    a = noise_folder(tmp_path / "alpha", COUNTS, seed=1)
+    before = build_split([a], folds=5, workers=1, progress=False).manifest
+    held = [it for it in before.items() if it.split in ("val", "test")][:2]
+    guessed = noise_folder(tmp_path / "guessed", {"glass": 12, "metal": 9}, seed=5)
+    for k, it in enumerate(held):  # frames of a held-out item, labelled by the bin
+        img = np.asarray(Image.open(it.path))[:, ::-1]
+        Image.fromarray(np.ascontiguousarray(img)).save(guessed / "glass" / f"again_{k}.jpg")
+    cfg = guessed / "source.yaml"
+    cfg.write_text("name: guessed\nroot: .\ntrain_only: true\n")
+    assert load_source(cfg).train_only and not load_source(a).train_only
+
+    result = build_split([a, cfg], folds=5, workers=1, progress=False, keep_splits_from=before)
+    m = result.manifest
+    mine = m.items(source="guessed")
+    assert len(mine) == 21 and {it.split for it in mine} == {"train"}
+    assert all(it.fold is not None for it in mine)  # and in the folds, like any train item
+    assert not any(Path(it.path).name.startswith("again_") for it in mine)
+    assert m.info["train_only_dropped"] == 2
+    kept = {it.path: it.split for it in m.items(source="alpha")}
+    assert all(kept[it.path] == it.split for it in before.items())  # nothing held out moved
+    assert next(s for s in m.sources if s["name"] == "guessed")["train_only"] is True
+    assert result.duplicates["groups_across_splits"] == []
+
+    with pytest.raises(ConfigError, match="train_only"):
+        cfg.write_text("name: guessed\nroot: .\ntrain_only: maybe\n")
+        load_source(cfg)

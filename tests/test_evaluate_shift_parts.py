@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 
 from wastenet.classes import CLASSES
+from wastenet.data.manifest import Item, Manifest
 from wastenet.errors import ConfigError, WasteNetError
-from wastenet.evaluate.shift_plan import FoldPlan, plan_existing, plan_folds, stage_configs
+from wastenet.evaluate.shift_plan import (
+    FoldPlan,
+    id_sources,
+    plan_existing,
+    plan_folds,
+    stage_configs,
+)
 from wastenet.evaluate.shift_report import mean_interval, source_scores, summarise
 from wastenet.train.config import load_train_config
 
@@ -98,3 +105,15 @@ def test_mean_interval_of_independent_sources():
     se = ((0.25 / 400 + 0.09 / 900) ** 0.5) / 2
     assert lo == pytest.approx(0.7 - 1.959964 * se) and hi == pytest.approx(0.7 + 1.959964 * se)
     assert mean_interval([]) is None
+
+
+def test_a_train_only_source_is_refused_it_would_be_scored_on_a_models_labels():
+    items = [
+        Item(path=f"{s}/{i}.png", source=s, labels=("glass",), sha256=f"{s}{i}", split="train")
+        for s in ("alpha", "beta", "bin-self")
+        for i in range(2)
+    ]
+    sources = [{"name": "alpha"}, {"name": "beta"}, {"name": "bin-self", "train_only": True}]
+    assert id_sources(Manifest(items, sources=sources[:2])) == ["alpha", "beta", "bin-self"]
+    with pytest.raises(WasteNetError, match="bin-self: a train-only source"):
+        id_sources(Manifest(items, sources=sources))

@@ -195,6 +195,44 @@ def test_export_is_a_source_a_data_split_reads(tmp_path, capsys):
     assert "not an earlier `wastenet samples export`" in capsys.readouterr().err
 
 
+def test_self_labelled_export_is_a_train_only_source_of_the_sure_unreviewed(tmp_path, capsys):
+    from wastenet.data.split import build_split
+
+    store_dir = tmp_path / "store"
+    # (the bin's answer, its sureness, a person's label)
+    kept = [
+        ("glass", 0.95, None),  # sure, nobody looked: exported as glass
+        ("metal", 0.97, "plastic"),  # reviewed: the person's label is not replaced
+        ("paper", 0.60, None),  # not sure enough
+        ("cardboard", 0.92, "ignore"),  # a person said leave it out
+        ("plastic", 0.90, None),  # exactly at the threshold: exported
+    ]
+    store = SampleStore(store_dir, model_version="lite0@abc")
+    probs = np.full(len(CLASSES), 0.2, np.float32)
+    for i, (answer, sure, _) in enumerate(kept):
+        store.offer(frame(i), answer, probs, None, frame_index=i, ts=1000.0 + i, sureness=sure)
+    names = [r["image_path"] for r in store.rows()]
+    store.set_labels({n: label for n, (*_, label) in zip(names, kept, strict=True) if label})
+    store.close()
+
+    out = tmp_path / "bin-self"
+    assert cli("export", store_dir, "--self-label", "0.9", "--out", out) == 0
+    assert "2 samples labelled by the bin itself" in capsys.readouterr().out
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg")) == sorted(
+        [f"glass/{names[0]}", f"plastic/{names[4]}"]
+    )
+    assert "at least 0.9 sure" in (out / "source.yaml").read_text()
+    result = build_split([out / "source.yaml"], folds=0, workers=1, progress=False)
+    assert {it.split for it in result.manifest.items()} == {"train"}
+    assert result.manifest.sources[0]["name"] == "bin-store-self-labelled"
+
+    assert cli("export", store_dir, "--self-label", "0.99", "--out", tmp_path / "none") == 2
+    assert "--store-policy every:K or all" in capsys.readouterr().err
+    assert cli("export", store_dir, "--self-label", "1.5", "--out", tmp_path / "none") == 2
+    assert "give a sureness in (0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+
+
 def test_a_store_in_use_is_refused_in_one_line(tmp_path, capsys):
     store_dir = tmp_path / "store"
     make_store(store_dir)

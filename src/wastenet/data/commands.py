@@ -235,6 +235,11 @@ def cmd_split(args) -> int:
         f"manifest {out / 'manifest.json'} hash {result.manifest.hash[:16]} "
         f"({info['seconds_total']:.1f} s, validation {info['seconds_validate']:.1f} s)"
     )
+    if info.get("train_only_dropped"):
+        print(
+            f"left out: {info['train_only_dropped']} items of a train-only source, each a "
+            "near-duplicate of an item kept in val or test (it may not be trained on)"
+        )
     return 0
 
 

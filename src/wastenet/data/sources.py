@@ -40,6 +40,8 @@ class SourceConfig:
     classes: dict = field(default_factory=dict)  # detection: dataset class -> class/ood/ignore
     names: list | None = None  # detection: class names by id (default: root/data.yaml)
     crop: dict = field(default_factory=dict)  # detection: CropConfig (margin, min_side, aspect)
+    # every item to the training split, never scored: labels a model gave, not a person
+    train_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Source:
     kind: str = "folder"  # folder | detection
     names: list[str] = field(default_factory=list)  # detection: class names by id
     crop: object = None  # detection: a wastenet.data.detection.CropConfig
+    train_only: bool = False  # every item to the training split (SourceConfig.train_only)
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,9 @@ def load_source(spec: str | Path) -> Source:
         if not root.is_dir():
             raise WasteNetError(f"{path}: source root {root} is not a folder")
         if cfg.type == "detection":
-            return _detection_source(cfg, root, where=str(path))
+            source = _detection_source(cfg, root, where=str(path))
+            source.train_only = cfg.train_only
+            return source
         if cfg.type != "folder":
             raise ConfigError(f"{path}: type must be 'folder' or 'detection', not {cfg.type!r}")
         if cfg.classes or cfg.names or cfg.crop:
@@ -138,7 +143,7 @@ def load_source(spec: str | Path) -> Source:
         rules = {str(k): parse_rule(v, f"{path}: folders.{k}") for k, v in cfg.folders.items()}
         if not cfg.use_defaults:
             rules = {**{"*": FolderRule(IGNORE)}, **rules}
-        return Source(name=cfg.name, root=root, rules=rules)
+        return Source(name=cfg.name, root=root, rules=rules, train_only=cfg.train_only)
     if not path.exists():
         raise WasteNetError(f"{spec}: no such folder or source YAML")
     raise WasteNetError(f"{spec}: a source is an image folder or a .yaml source config")

@@ -69,14 +69,19 @@ def assign(
     folds: int,
     seed: int,
     fixed: list[tuple[str, int | None] | None] | None = None,
+    train_only: list[bool] | None = None,
 ) -> tuple[list[str], list[int | None]]:
     """Split and fold per item; groups (near-duplicates) move together.
 
     ``fixed[i]`` pins item i (and its group) to a (split, fold) kept from an earlier
-    manifest; the other groups fill what each stratum still needs.
+    manifest; the other groups fill what each stratum still needs. A group holding a
+    ``train_only`` item goes to train; where a pin holds it elsewhere, its train-only
+    items get the split ``""`` (dropped: never scored, and no leak into training).
     """
     n = len(strata)
     fixed = fixed or [None] * n
+    train_only = train_only or [False] * n
+    train = SPLITS.index("train")
     sizes = Counter(strata)
     need = {s: np.array(split_targets(c, ratios), dtype=float) for s, c in sizes.items()}
     members: dict[int, list[int]] = defaultdict(list)
@@ -90,21 +95,26 @@ def assign(
     fold_of: list[int | None] = [None] * n
     pinned = {g: next((fixed[i] for i in members[g] if fixed[i]), None) for g in order}
     pinned = {g: pin for g, pin in pinned.items() if pin is not None}
+    group_split: dict[int, int] = {}
     for g in order:
         if g in pinned:
             k = SPLITS.index(pinned[g][0])
+        elif any(train_only[i] for i in members[g]):
+            k = train
         else:
             score = np.zeros(3)
             for i in members[g]:
                 score += need[strata[i]] / max(1, sizes[strata[i]])
             k = int(np.argmax(score + rng.random(3) * 1e-9))
+        group_split[g] = k
+        members[g] = [i for i in members[g] if k == train or not train_only[i]]
         for i in members[g]:
             need[strata[i]][k] -= 1
             split_of[i] = SPLITS[k]
     if folds > 1:
         fold_load = defaultdict(lambda: np.zeros(folds))
         for g in order:
-            if split_of[members[g][0]] == "test":
+            if SPLITS[group_split[g]] == "test" or not members[g]:
                 continue
             pin = pinned.get(g)
             if pin is not None and pin[1] is not None and 0 <= pin[1] < folds:
@@ -156,9 +166,13 @@ def build_split(
         f"{f.source}/{'+'.join(f.rule.labels) if f.rule.kind != OOD else OOD}" for f, _ in usable
     ]
     fixed = kept_assignments(usable, keep_splits_from)
-    split_of, fold_of = assign(strata, groups, ratios, folds, seed, fixed)
+    train_only_sources = {s.name for s in sources if s.train_only}
+    train_only = [f.source in train_only_sources for f, _ in usable]
+    split_of, fold_of = assign(strata, groups, ratios, folds, seed, fixed, train_only)
     items, ood = [], []
     for (f, c), split, fold in zip(usable, split_of, fold_of, strict=True):
+        if not split:
+            continue  # a train-only item whose near-duplicate is kept in val or test
         is_ood = f.rule.kind == OOD
         item = Item(
             path=str(f.path),
@@ -185,6 +199,7 @@ def build_split(
             "duplicate_threshold": threshold,
             "files_checked": len(checks),
             "rejected": sum(c.status == "rejected" for c in checks),
+            "train_only_dropped": split_of.count(""),
             "seconds_validate": round(t_validate, 2),
             "seconds_total": round(elapsed, 2),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -231,6 +246,8 @@ def describe_source(source) -> dict:
     if source.kind == "detection":
         out["type"] = "detection"
         out["crop"] = dict(vars(source.crop))
+    if source.train_only:
+        out["train_only"] = True
     return out
 
 
@@ -241,7 +258,9 @@ def duplicates_report(
     dist = {(int(i), int(j)): int(d) for i, j, d in pairs}
     within, across, cross_split, with_ood = [], [], [], []
     for members in duplicate_groups(groups):
-        entries = [by_path[str(usable[i][0].path)] for i in members]
+        entries = [e for i in members if (e := by_path.get(str(usable[i][0].path)))]
+        if len(entries) < 2:
+            continue  # the rest dropped (train-only items held out of val and test)
         record = {
             "members": [{"path": e.path, "source": e.source, "split": e.split} for e in entries],
             "max_pair_distance": max(

@@ -26,7 +26,15 @@ class FoldPlan:
 
 
 def id_sources(manifest: Any) -> list[str]:
-    """Sources with in-distribution items; a folder of OOD images alone trains nothing."""
+    """Sources with in-distribution items; a folder of OOD images alone trains nothing. A
+    train-only source (its labels a model's guesses) is refused: a fold scores whole sources."""
+    guessed = sorted(s["name"] for s in manifest.sources if s.get("train_only"))
+    if guessed:
+        raise WasteNetError(
+            f"{', '.join(guessed)}: a train-only source (labels a model gave, never scored), "
+            "and leave-one-source-out scores every source it leaves out; split the data "
+            "without it to measure domain shift"
+        )
     return sorted({it.source for it in manifest.items()})
 
 

@@ -18,6 +18,10 @@ new-place curve in the model README), so the loop is:
 4. ``wastenet samples export DIR --out NEW``: the labelled images in ``NEW/<label>/``
    and ``NEW/source.yaml``, a source for ``wastenet data split`` (its near-duplicate
    grouping keeps the frames of one item in one split).
+5. ``wastenet samples export DIR --self-label 0.9 --out NEW``: self-training, no labels
+   needed. The samples nobody reviewed that the bin was at least 0.9 sure of, in the
+   folder of its own answer, as a train-only source (``train_only: true``: trained on,
+   never scored).
 
 The store takes its lock (one process at a time), so review a copy of a running bin's
 store, or the store of a stopped one. Pure stdlib, numpy and OpenCV: the deploy side.
@@ -238,8 +242,55 @@ def _earlier_export(out: Path) -> bool:
     return all(p.name in allowed for p in out.iterdir())
 
 
-def export(store: SampleStore, out: str | Path, name: str | None = None) -> dict[str, int]:
-    """The samples labelled with a class or ``ood`` as a folder source in ``out``.
+def check_self_label(sureness: float) -> float:
+    if not 0.0 < sureness <= 1.0:
+        raise WasteNetError(f"--self-label {sureness:g}: give a sureness in (0, 1], e.g. 0.9")
+    return sureness
+
+
+def self_labelled(rows: list[dict], sureness: float) -> list[dict]:
+    """The samples nobody reviewed that the bin was at least ``sureness`` sure of, each
+    labelled with the bin's own answer (self-training's labels)."""
+    return [
+        {**r, "label": r["prediction"]}
+        for r in rows
+        if r["label"] is None and r["prediction"] in CLASSES and r["confidence"] >= sureness
+    ]
+
+
+def _what_to_export(store: SampleStore, self_label: float | None) -> tuple[list, str, str, dict]:
+    """The rows to export, the source.yaml's comment, the default name's suffix after
+    ``bin-STORE``, and the source's keys."""
+    if self_label is None:
+        rows = [r for r in store.rows() if r["label"] in (*CLASSES, OOD)]
+        if not rows:
+            raise WasteNetError(
+                f"{store.root}: no sample labelled with a class or {OOD}, nothing to export; "
+                "label some first (`wastenet samples sheet`, then `wastenet samples label`)"
+            )
+        about = "its samples labelled by review,\n# a class folder each; ood: items the bin should not sort."
+        return rows, about, "", {"folders": {OOD: OOD}}
+    rows = self_labelled(store.rows(), check_self_label(self_label))
+    if not rows:
+        raise WasteNetError(
+            f"{store.root}: no unreviewed sample the bin was at least {self_label:g} sure of, "
+            "nothing to export (the bin's default --store-policy uncertain keeps only the "
+            "frames it was unsure of: run it with --store-policy every:K or all to self-train)"
+        )
+    about = (
+        f"the samples nobody reviewed\n# that the bin was at least {self_label:g} sure of, "
+        "labelled with its own answers:\n# a train-only source (trained on, never scored)."
+    )
+    return rows, about, "-self-labelled", {"train_only": True}
+
+
+def export(
+    store: SampleStore, out: str | Path, name: str | None = None, self_label: float | None = None
+) -> dict[str, int]:
+    """The samples labelled with a class or ``ood`` as a folder source in ``out``; with
+    ``self_label``, instead the unreviewed samples the bin was that sure of, labelled with
+    its answers, as a train-only source (``wastenet.data.sources``: a model's labels are
+    trained on, never scored).
 
     ``out`` must be new, empty, or an earlier export (replaced whole: the new one is made
     beside it and swapped in). Returns the number of images per label."""
@@ -248,13 +299,9 @@ def export(store: SampleStore, out: str | Path, name: str | None = None) -> dict
         raise WasteNetError(
             f"{out}: exists and is not an earlier `wastenet samples export`; give a new folder"
         )
-    name = name or f"bin-{store.root.resolve().name}"
-    rows = [r for r in store.rows() if r["label"] in (*CLASSES, OOD)]
-    if not rows:
-        raise WasteNetError(
-            f"{store.root}: no sample labelled with a class or {OOD}, nothing to export; "
-            "label some first (`wastenet samples sheet`, then `wastenet samples label`)"
-        )
+    store_name = store.root.resolve().name
+    rows, about, suffix, keys = _what_to_export(store, self_label)
+    source = {"name": name or f"bin-{store_name}{suffix}", "root": ".", **keys}
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     counts: Counter = Counter()
@@ -265,10 +312,8 @@ def export(store: SampleStore, out: str | Path, name: str | None = None) -> dict
             shutil.copy2(store.images / r["image_path"], folder / r["image_path"])
             counts[r["label"]] += 1
         partial.mkdir(parents=True, exist_ok=True)
-        source = {"name": name, "root": ".", "folders": {OOD: OOD}}
         (partial / "source.yaml").write_text(
-            f"{EXPORT_MARK} from the sample store {store.root.resolve().name}: its samples\n"
-            "# labelled by review, a class folder each; ood: items the bin should not sort.\n"
+            f"{EXPORT_MARK} from the sample store {store_name}: {about}\n"
             + yaml.safe_dump(source, sort_keys=False),
             encoding="utf-8",
         )

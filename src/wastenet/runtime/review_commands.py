@@ -20,7 +20,9 @@ def register(subparsers, formatter_class) -> None:
         "  wastenet samples label samples/ samples/review/labels.csv\n"
         "  wastenet samples summary samples/\n"
         "  wastenet samples export samples/ --out data/bin-kitchen\n"
+        "  wastenet samples export samples/ --self-label 0.9 --out data/bin-kitchen-self\n"
         "  wastenet data split ../data/trashnet data/bin-kitchen/source.yaml \\\n"
+        "      data/bin-kitchen-self/source.yaml \\\n"
         "      --keep-splits-from runs/data/manifest.json --out runs/data-kitchen",
     )
     sub = samples.add_subparsers(dest="samples_command", metavar="STEP", required=True)
@@ -48,6 +50,14 @@ def register(subparsers, formatter_class) -> None:
         "--out", type=Path, required=True, help="a new folder, or an earlier export"
     )
     export.add_argument("--name", help="the source's name (default: bin-<store folder>)")
+    export.add_argument(
+        "--self-label",
+        type=float,
+        metavar="SURENESS",
+        help="instead export the samples nobody reviewed that the bin was at least this "
+        "sure of, labelled with its own answers, as a train-only source (self-training: "
+        "0.9 gave +8 points on a new place, see the model README)",
+    )
     export.set_defaults(func=_export)
 
 
@@ -89,10 +99,12 @@ def _export(args: argparse.Namespace) -> int:
     from wastenet.runtime.review import export, open_store
 
     with open_store(args.store) as store:
-        counts = export(store, args.out, args.name)
+        counts = export(store, args.out, args.name, args.self_label)
     total = sum(counts.values())
-    shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing labelled"
+    shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    what = "samples" if args.self_label is None else "samples labelled by the bin itself"
     print(
-        f"exported {total} samples to {args.out} ({shown}); its source: {args.out / 'source.yaml'}"
+        f"exported {total} {what} to {args.out} ({shown}); its source: {args.out / 'source.yaml'}"
+        + (" (train-only)" if args.self_label is not None else "")
     )
     return 0
