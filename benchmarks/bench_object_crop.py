@@ -25,12 +25,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from split_noise import mcnemar_exact  # benchmarks/ is the script's folder
 from wastenet.accelerate import load_engine
 from wastenet.classes import CLASSES, DEFAULT_INPUT_SIZE
 from wastenet.data.background import BackgroundPool, object_alpha
 from wastenet.data.manifest import load_manifest
 from wastenet.evaluate.metrics import score, wilson_interval
+from wastenet.evaluate.model_gate import mcnemar_exact
 from wastenet.imageio import read_rgb
 from wastenet.provenance import provenance
 from wastenet.runtime.actuators import open_actuator

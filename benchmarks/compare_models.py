@@ -27,26 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from split_noise import mcnemar_exact  # benchmarks/ is the script's folder
 from wastenet.accelerate import load_engine
 from wastenet.data.manifest import load_manifest
-from wastenet.evaluate.metrics import auroc, wilson_interval
+from wastenet.evaluate.metrics import auroc
+from wastenet.evaluate.model_gate import paired
 from wastenet.evaluate.predict import predict_items
 from wastenet.provenance import provenance
 from wastenet.sureness import DEFAULT_REFUSALS, NotSureRule, parse_rule, refusal_bar
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def paired(hits_a: np.ndarray, hits_b: np.ndarray) -> dict:
-    n = len(hits_a)
-    a_only, b_only = int((hits_a & ~hits_b).sum()), int((hits_b & ~hits_a).sum())
-    row = {"n": n, "difference_points": 100.0 * (hits_b.mean() - hits_a.mean())}
-    for key, hits in (("old", hits_a), ("new", hits_b)):
-        low, high = wilson_interval(int(hits.sum()), n)
-        row[key] = {"accuracy": 100.0 * hits.mean(), "ci95": [100.0 * low, 100.0 * high]}
-    row.update(old_only=a_only, new_only=b_only, mcnemar_p=mcnemar_exact(a_only, b_only))
-    return row
 
 
 def ood_separation(top_in: np.ndarray, top_ood: np.ndarray, ood_sources: np.ndarray,

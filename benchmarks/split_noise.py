@@ -16,18 +16,10 @@ import json
 import math
 from pathlib import Path
 
+from wastenet.evaluate.model_gate import mcnemar_exact
 from wastenet.provenance import provenance
 
 RESULTS = Path(__file__).resolve().parent / "results" / "split_noise.json"
-
-
-def mcnemar_exact(first_only: int, this_only: int) -> float:
-    """Two-sided exact McNemar p-value from the two discordant counts."""
-    n = first_only + this_only
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(first_only, this_only) + 1)) / 2**n
-    return min(1.0, 2 * tail)
 
 
 def chance_at_least(target: float, items: int, accuracy: float) -> float:

@@ -17,14 +17,6 @@ def _probs(predicted, n_classes=3):
     return p
 
 
-def test_exact_mcnemar_matches_hand_computed_values():
-    assert split_noise.mcnemar_exact(0, 0) == 1.0
-    assert split_noise.mcnemar_exact(0, 6) == pytest.approx(2 / 64)
-    assert split_noise.mcnemar_exact(6, 0) == pytest.approx(2 / 64)
-    assert split_noise.mcnemar_exact(3, 6) == pytest.approx(2 * (1 + 9 + 36 + 84) / 512)
-    assert split_noise.mcnemar_exact(5, 5) == 1.0
-
-
 def test_chance_of_reaching_a_target_is_a_binomial_tail():
     assert split_noise.chance_at_least(0.96, 238, 1.0) == pytest.approx(1.0)
     assert split_noise.chance_at_least(0.5, 2, 0.5) == pytest.approx(0.75)  # 1 or 2 of 2

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "wastenet.train.commands",
     "wastenet.evaluate.commands",
     "wastenet.evaluate.shift_commands",
+    "wastenet.evaluate.model_gate_commands",
     "wastenet.accelerate.commands",
     "wastenet.runtime.commands",
     "wastenet.runtime.review_commands",

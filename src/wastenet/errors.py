@@ -19,7 +19,8 @@ class ExitCode(IntEnum):
     # or an OSError (a folder that cannot be made, a full disk): one line naming the file
     SOURCE_LOST = 3  # `wastenet run`: the camera or stream failed every reconnect attempt
     STUCK = 4  # `wastenet run`: the loop stuck in the engine, a driver or a hook (its watchdog)
-    CHECK_FAILED = 5  # `wastenet verify`: an artifact lost more accuracy than --max-drop allows
+    CHECK_FAILED = 5  # `wastenet verify`: an artifact lost more accuracy than --max-drop allows;
+    # `wastenet gate`: the new model is worse than the old one on a held-out source
     INTERRUPTED = 130  # Ctrl-C outside the bin's own handling (128 + SIGINT)
 
 
