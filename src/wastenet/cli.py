@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "wastenet.accelerate.commands",
     "wastenet.runtime.commands",
     "wastenet.runtime.review_commands",
+    "wastenet.runtime.update_commands",
     "wastenet.analysis.power_commands",
     "wastenet.analysis.report_commands",
 )

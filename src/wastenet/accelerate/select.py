@@ -60,6 +60,21 @@ class Choice:
     candidates: list[Candidate]
 
 
+def folder_reference(folder: Path) -> Path:
+    """A bundle folder's reference: its one FP32 ONNX."""
+    found = [
+        p
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name.endswith(".onnx") and format_for_path(p).name == "onnx"
+    ]
+    if len(found) != 1:
+        raise ModelFileError(
+            f"{folder}: {len(found) or 'no'} FP32 .onnx models in this folder; a model "
+            "folder holds one, with the engines made from it and their verify.json"
+        )
+    return found[0]
+
+
 def verified_artifacts(bundle_dir: Path) -> dict[str, bool]:
     """Artifact file name -> passed, from the bundle's ``verify.json`` (empty when absent)."""
     path = bundle_dir / VERIFY_FILE

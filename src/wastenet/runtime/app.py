@@ -146,7 +146,7 @@ def run_bin(
     ``engine`` replaces loading ``opts.model`` (tests and benchmarks pass their own).
     """
     from wastenet.accelerate import load_engine
-    from wastenet.accelerate.select import choice_dict, choose_engine, describe
+    from wastenet.accelerate.select import choice_dict, choose_engine, describe, folder_reference
     from wastenet.runtime.actuators import open_actuator
     from wastenet.runtime.gate import GateConfig, PresenceGate
     from wastenet.runtime.loop import BinLoop
@@ -161,8 +161,8 @@ def run_bin(
     if engine is None:
         if not model.exists():
             raise WasteNetError(_missing_model_message(model))
-        if opts.model is None:  # the bundle: its fastest verified engine that runs here
-            choice = choose_engine(model)
+        if opts.model is None or model.is_dir():  # a bundle: its fastest verified engine
+            choice = choose_engine(folder_reference(model) if model.is_dir() else model)
             model = choice.path
             print_fn(f"engine: {model.name} ({choice.reason})")
             for line in describe(choice):  # every candidate, and why one was not taken

@@ -33,7 +33,12 @@ def register(subparsers, formatter_class) -> None:
         "rtsp://..., a video (clip.mp4 or file://clip.mp4) or an image folder "
         "(?fps=&hold=&gap=&loop=&size=HxW&background=); default: bundled samples",
     )
-    run.add_argument("--model", help="model artifact (.onnx, ...); default: the bundled one")
+    run.add_argument(
+        "--model",
+        help="model artifact (.onnx, ...), or a model folder (its fastest verified engine, "
+        "as for the bundled one, e.g. the `current` of `wastenet update pull`); default: "
+        "the bundled one",
+    )
     run.add_argument(
         "--actuator",
         default=BIN.actuator,
