@@ -37,9 +37,8 @@ from wastenet.data.manifest import Manifest, load_manifest
 from wastenet.errors import WasteNetError
 from wastenet.evaluate.shift import train_stage
 from wastenet.evaluate.shift_plan import artifact_meta
-from wastenet.meta import read_bundle_meta
 from wastenet.provenance import provenance
-from wastenet.train.config import load_train_config
+from wastenet.train.finetune import fine_tune_config
 
 
 def photo_of(item) -> str:
@@ -149,35 +148,14 @@ def check_reference(model: Path, source: str) -> None:
         raise WasteNetError(f"{model} was not trained on {source}: it is no reference for it")
 
 
-def fine_tune_config(model: Path, manifest: Path, source: str, trained_on: list[str], args):
-    """The model's own recipe, starting from the model, on its sources plus ``source``:
-    the old sources replayed at ``args.replay`` of their items an epoch; no teacher and
-    no outlier exposure (the new place's outliers would come from photos not drawn)."""
-    recipe = dict(read_bundle_meta(model).train_config)
-    lr = args.lr
-    overrides = {
-        "name": manifest.parent.name,
-        "pretrained": str(model),
-        "manifest": str(manifest),
-        "sources": [*trained_on, source],
-        "source_weights": {s: args.replay for s in trained_on},
-        "teachers": None,
-        "distill_sources": None,
-        "ood_weight": 0.0,
-        "ood_sources": None,
-        "early_stopping_patience": None,
-        "max_steps_per_epoch": args.max_steps,
-        "phases": [
-            {"name": "main", "epochs": args.epochs, "lr": lr},
-            {"name": "fixres", "epochs": 1, "lr": lr / 5, "augment": "light"},
-        ],
-        **({"cache_dir": args.cache_dir} if args.cache_dir else {}),
-    }
-    path = manifest.parent / "recipe.yaml"
-    import yaml
-
-    path.write_text(yaml.safe_dump({**recipe, **overrides}, sort_keys=False))
-    return load_train_config(str(path))
+def point_config(model: Path, manifest: Path, source: str, trained_on: list[str], args):
+    """``wastenet finetune``'s recipe (``wastenet.train.finetune``) on ``source``; best
+    epoch and temperature come from the old sources' val items (the manifest holds no
+    others)."""
+    return fine_tune_config(
+        model, manifest, [source], trained_on, epochs=args.epochs, lr=args.lr,
+        replay=args.replay, max_steps=args.max_steps, cache_dir=args.cache_dir,
+    )  # fmt: skip
 
 
 def scores_key(model: Path, groups: dict[str, list]) -> dict:
@@ -255,7 +233,7 @@ def run(args) -> dict:
             derived = new_place_manifest(manifest, args.source, set(order[:k]))
             items = len(derived.items(split="train", source=args.source))
             derived_path = derived.save(folder / "manifest.json")
-            cfg = fine_tune_config(model, derived_path, args.source, trained_on, args)
+            cfg = point_config(model, derived_path, args.source, trained_on, args)
             status = train_stage(cfg, folder / "run", skip_train=False, progress=False)
             seconds = status["train_seconds"]  # a reused run's own, as it was timed
             trained = folder / "run" / "model.safetensors"
@@ -278,7 +256,7 @@ def run(args) -> dict:
         derived, stats = pseudo_labelled(
             manifest, args.source, model, threshold, cache, args.seed if control else None
         )
-        cfg = fine_tune_config(model, derived.save(folder / "manifest.json"), args.source,
+        cfg = point_config(model, derived.save(folder / "manifest.json"), args.source,
                                trained_on, args)  # fmt: skip
         status = train_stage(cfg, folder / "run", skip_train=False, progress=False)
         trained = folder / "run" / "model.safetensors"

@@ -11,6 +11,18 @@ EPILOG_TRAIN = """examples:
 
 Ctrl-C stops after the current step and saves a resumable checkpoint."""
 
+EPILOG_FINETUNE = """examples:
+  wastenet finetune runs/lite0/model.safetensors --manifest runs/data5/manifest.json \
+      --add bin-kitchen bin-kitchen-self --out runs/kitchen
+  wastenet finetune runs/kitchen/config.yaml --out runs/kitchen --resume
+
+The model's own recipe from the model itself, on its sources and the added ones (from
+`wastenet samples export`): its old sources replayed at --replay of their items an
+epoch, --epochs at --lr, then one FixRes epoch (the recipe of the model README's
+new-place curve). Then: wastenet export runs/kitchen/model.safetensors --format onnx,
+wastenet gate OLD runs/kitchen/model.onnx --manifest ... --out runs/kitchen/gate.json,
+and wastenet update publish."""
+
 EPILOG_LR = """example:
   wastenet lr-find efficientnet_b0_100 --set manifest=runs/data/manifest.json --out runs/lr"""
 
@@ -46,6 +58,8 @@ def register(sub, formatter_class) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_train)
 
+    _register_finetune(sub, formatter_class)
+
     q = sub.add_parser(
         "lr-find",
         help="LR range test: loss-vs-LR plot and a suggested LR",
@@ -60,6 +74,35 @@ def register(sub, formatter_class) -> None:
     q.add_argument("--steps", type=int, default=100)
     q.set_defaults(func=_lr_find)
     _register_calibrate(sub, formatter_class)
+
+
+def _register_finetune(sub, formatter_class) -> None:
+    from wastenet.train.finetune import EPOCHS, LR, REPLAY
+
+    f = sub.add_parser(
+        "finetune",
+        help="fine-tune a model on sources added to its data (a bin's samples)",
+        epilog=EPILOG_FINETUNE,
+        formatter_class=formatter_class,
+    )
+    f.add_argument(
+        "model", help="a .safetensors bundle, or a fine-tune's config.yaml with --resume"
+    )
+    f.add_argument("--manifest", help="a split holding the model's sources and the added ones")
+    f.add_argument("--add", nargs="+", default=[], metavar="SOURCE", help="the sources to add")
+    f.add_argument("--out", required=True, help="run folder")
+    f.add_argument("--epochs", type=int, default=EPOCHS, help="main epochs (default: %(default)s)")
+    f.add_argument("--lr", type=float, default=LR, help="learning rate (default: %(default)g)")
+    f.add_argument(
+        "--replay",
+        type=float,
+        default=REPLAY,
+        help="share of the old sources' items drawn each epoch (default: %(default)g)",
+    )
+    f.add_argument("--trained-on", nargs="+", metavar="SOURCE", help="where the card lacks them")
+    f.add_argument("--resume", action="store_true", help="continue a stopped run in --out")
+    f.add_argument("--no-progress", action="store_true", help="no progress bars")
+    f.set_defaults(func=_finetune)
 
 
 def _register_calibrate(sub, formatter_class) -> None:
@@ -119,6 +162,33 @@ def _train(args) -> int:
         best = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     except KeyboardInterrupt:
         print(f"stopped; resume with: wastenet train --out {args.out} --resume")
+        return 130
+    print(f"best model: {best}")
+    return 0
+
+
+def _finetune(args) -> int:
+    from pathlib import Path
+
+    from wastenet.errors import ConfigError
+    from wastenet.train.config import load_train_config
+    from wastenet.train.finetune import fine_tune_config
+    from wastenet.train.loop import train
+
+    if args.resume:
+        cfg = load_train_config(args.model)
+    elif not args.manifest:
+        raise ConfigError("--manifest is required (the split with the added sources)")
+    else:
+        cfg = fine_tune_config(
+            args.model, args.manifest, args.add, args.trained_on,
+            epochs=args.epochs, lr=args.lr, replay=args.replay, name=f"finetune-{Path(args.out).name}",
+        )  # fmt: skip
+    try:
+        best = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"stopped; resume with: wastenet finetune {args.out}/config.yaml --out "
+              f"{args.out} --resume")  # fmt: skip
         return 130
     print(f"best model: {best}")
     return 0

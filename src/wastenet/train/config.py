@@ -139,9 +139,14 @@ def load_train_config(name_or_path: str, overrides: dict | None = None) -> Train
             )
         data = yaml.safe_load(preset.read_text()) or {}
     data.update(overrides or {})
-    cfg = from_dict(TrainConfig, data, where=str(name_or_path))
+    return train_config_from_dict(data, str(name_or_path))
+
+
+def train_config_from_dict(data: dict, where: str) -> TrainConfig:
+    """A checked TrainConfig from a config's keys (``where`` names it in errors)."""
+    cfg = from_dict(TrainConfig, data, where=where)
     cfg.phases = [
-        p if isinstance(p, PhaseConfig) else from_dict(PhaseConfig, p, f"{name_or_path}.phases")
+        p if isinstance(p, PhaseConfig) else from_dict(PhaseConfig, p, f"{where}.phases")
         for p in cfg.phases
     ]
     cfg.validate()

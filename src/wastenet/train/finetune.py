@@ -1,0 +1,81 @@
+"""Fine-tune a trained model on sources added to its data: the improvement loop's retrain.
+
+The recipe the new-place curve measured (``benchmarks/new_place_curve.py``, the model
+README's new-place table): the model's own recipe, started from the model, on its
+sources plus the added ones; the sources it was trained on replayed at a share of their
+items each epoch (``replay``), so it forgets little; a few epochs at a low learning rate,
+then one FixRes epoch; no teacher and no outlier exposure. Added sources come from
+``wastenet samples export`` (a bin's reviewed samples, and with ``--self-label`` its
+own sure answers, train-only). Then export, ``wastenet gate`` against the model in
+service, and ``wastenet update publish``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from wastenet.errors import WasteNetError
+
+EPOCHS, LR, REPLAY = 3, 5e-5, 0.1  # the new-place curve's
+
+
+def fine_tune_config(
+    model: str | Path,
+    manifest: str | Path,
+    added: Sequence[str],
+    trained_on: Sequence[str] | None = None,
+    epochs: int = EPOCHS,
+    lr: float = LR,
+    replay: float = REPLAY,
+    name: str | None = None,
+    max_steps: int | None = None,
+    cache_dir: str | None = None,
+):
+    """The fine-tuning TrainConfig for ``model`` (a .safetensors bundle) on ``manifest``."""
+    from wastenet.data.manifest import load_manifest
+    from wastenet.meta import read_bundle_meta
+    from wastenet.train.config import train_config_from_dict
+
+    model = Path(model)
+    if model.suffix != ".safetensors":
+        raise WasteNetError(
+            f"{model}: fine-tuning needs the model's weights, a .safetensors bundle (an "
+            "exported artifact holds them folded for inference); use the run's "
+            "model.safetensors (scripts/reproduce_bundled_model.sh makes the bundled one's)"
+        )
+    if not model.is_file():
+        raise WasteNetError(f"{model}: no such model file")
+    meta = read_bundle_meta(model)
+    old = list(trained_on or meta.trained_sources or [])
+    if not old:
+        raise WasteNetError(f"{model}: its card does not name its sources; pass --trained-on")
+    known = load_manifest(manifest).source_names
+    unknown = sorted(set(added) - set(known))
+    if unknown or not added:
+        raise WasteNetError(
+            f"--add {', '.join(unknown) or '(none)'}: give sources of {manifest} "
+            f"({', '.join(known)}) to fine-tune on"
+        )
+    if not 0 < replay <= 1:
+        raise WasteNetError(f"--replay {replay:g}: a share of the old items in (0, 1]")
+    replayed = [s for s in old if s not in added]
+    overrides = {
+        "name": name or Path(manifest).parent.name,
+        "pretrained": str(model),
+        "manifest": str(manifest),
+        "sources": list(dict.fromkeys([*old, *added])),
+        "source_weights": {s: replay for s in replayed},
+        "teachers": None,
+        "distill_sources": None,
+        "ood_weight": 0.0,
+        "ood_sources": None,
+        "early_stopping_patience": None,
+        "max_steps_per_epoch": max_steps,
+        "phases": [
+            {"name": "main", "epochs": epochs, "lr": lr},
+            {"name": "fixres", "epochs": 1, "lr": lr / 5, "augment": "light"},
+        ],
+        **({"cache_dir": cache_dir} if cache_dir else {}),
+    }
+    return train_config_from_dict({**meta.train_config, **overrides}, f"fine-tuning {model}")
