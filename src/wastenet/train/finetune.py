@@ -47,9 +47,12 @@ def fine_tune_config(
     if not model.is_file():
         raise WasteNetError(f"{model}: no such model file")
     meta = read_bundle_meta(model)
-    old = list(trained_on or meta.trained_sources or [])
+    old = list(trained_on or meta.trained_sources or _all_sources_of(meta) or [])
     if not old:
-        raise WasteNetError(f"{model}: its card does not name its sources; pass --trained-on")
+        raise WasteNetError(
+            f"{model}: its card does not name its sources, nor can its manifest be read; "
+            "pass --trained-on"
+        )
     known = load_manifest(manifest).source_names
     unknown = sorted(set(added) - set(known))
     if unknown or not added:
@@ -79,3 +82,13 @@ def fine_tune_config(
         **({"cache_dir": cache_dir} if cache_dir else {}),
     }
     return train_config_from_dict({**meta.train_config, **overrides}, f"fine-tuning {model}")
+
+
+def _all_sources_of(meta) -> list[str] | None:
+    """A model trained on every source of its manifest: those sources, where it is here."""
+    from wastenet.data.manifest import load_manifest
+
+    path = meta.train_config.get("manifest")
+    if not path or not Path(path).is_file():
+        return None
+    return load_manifest(path).source_names
