@@ -42,10 +42,15 @@ def test_finetune_adds_a_source_and_replays_the_old_ones(
 
 
 def test_finetune_refuses_what_it_cannot_use(alpha_model, two_source_manifest, tmp_path, capsys):
-    onnx = tmp_path / "model.onnx"
-    onnx.write_bytes(b"not read")
-    with pytest.raises(Exception, match="needs the model's weights"):
-        fine_tune_config(onnx, two_source_manifest, ["beta"])
+    from wastenet.errors import WasteNetError
+
+    with pytest.raises(WasteNetError, match="starts from a .safetensors bundle"):
+        fine_tune_config(tmp_path / "model.int8.xml", two_source_manifest, ["beta"])
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"not an onnx file")
+    assert main(["finetune", str(broken), "--manifest", str(two_source_manifest), "--add",
+                 "beta", "--out", str(tmp_path / "x")]) == 2  # fmt: skip
+    assert "model.onnx" in capsys.readouterr().err
     base = ["finetune", str(alpha_model), "--manifest", str(two_source_manifest), "--out",
             str(tmp_path / "x")]  # fmt: skip
     assert main([*base, "--add", "kitchen"]) == 2
@@ -55,3 +60,53 @@ def test_finetune_refuses_what_it_cannot_use(alpha_model, two_source_manifest, t
     assert main(["finetune", str(alpha_model), "--out", str(tmp_path / "x")]) == 2
     assert "--manifest is required" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_an_exported_onnx_is_imported_exactly_and_fine_tuned(
+    alpha_model, two_source_manifest, tmp_path, capsys
+):
+    """The bundled model ships as ONNX only: its folded weights come back into the
+    architecture, batch norms measured on training images, predictions unchanged."""
+    import numpy as np
+    import torch
+
+    from wastenet.data.manifest import load_manifest
+    from wastenet.evaluate.dataset import load_images
+    from wastenet.models.bundle import load_bundle
+    from wastenet.preprocess import normalize
+    from wastenet.train.finetune import weights_to_finetune
+
+    assert main(["export", str(alpha_model), "--format", "onnx", "--out", str(tmp_path)]) == 0
+    onnx_path = tmp_path / "model.onnx"
+    imported = weights_to_finetune(onnx_path, two_source_manifest, tmp_path / "ft")
+    assert imported == tmp_path / "ft" / "imported.safetensors"
+    original, meta = load_bundle(alpha_model)
+    again, meta2 = load_bundle(imported)
+    assert meta2.trained_sources == ["alpha"] and meta2.temperature == meta.temperature
+    items = load_manifest(two_source_manifest).items(split="test")
+    images, _, _ = load_images(items, (meta.height, meta.width))
+    x = torch.from_numpy(normalize(images, meta.mean, meta.std))
+    with torch.no_grad():
+        assert torch.allclose(original(x), again(x), atol=1e-4)
+    bn = next(m for m in again.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert bn.running_var.min() > 0 and torch.isfinite(bn.running_mean).all()
+
+    args = ["finetune", str(onnx_path), "--manifest", str(two_source_manifest), "--add", "beta",
+            "--out", str(tmp_path / "ft"), "--epochs", "1", "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    assert read_bundle_meta(tmp_path / "ft" / "model.safetensors").trained_sources == [
+        "alpha",
+        "beta",
+    ]
+    assert np.isfinite(
+        yaml.safe_load((tmp_path / "ft" / "config.yaml").read_text())["phases"][0]["lr"]
+    )
+
+
+def test_an_onnx_of_another_architecture_is_refused(
+    flat_colour_model, two_source_manifest, tmp_path, capsys
+):
+    args = ["finetune", str(flat_colour_model), "--manifest", str(two_source_manifest), "--add",
+            "beta", "--out", str(tmp_path / "ft")]  # fmt: skip
+    assert main(args) == 2
+    assert "architecture" in capsys.readouterr().err

@@ -172,7 +172,7 @@ def _finetune(args) -> int:
 
     from wastenet.errors import ConfigError
     from wastenet.train.config import load_train_config
-    from wastenet.train.finetune import fine_tune_config
+    from wastenet.train.finetune import fine_tune_config, weights_to_finetune
     from wastenet.train.loop import train
 
     if args.resume:
@@ -180,8 +180,9 @@ def _finetune(args) -> int:
     elif not args.manifest:
         raise ConfigError("--manifest is required (the split with the added sources)")
     else:
+        start = weights_to_finetune(args.model, args.manifest, args.out, None, args.trained_on)
         cfg = fine_tune_config(
-            args.model, args.manifest, args.add, args.trained_on,
+            start, args.manifest, args.add, args.trained_on,
             epochs=args.epochs, lr=args.lr, replay=args.replay, name=f"finetune-{Path(args.out).name}",
         )  # fmt: skip
     try:

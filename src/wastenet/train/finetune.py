@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from wastenet.errors import WasteNetError
 
 EPOCHS, LR, REPLAY = 3, 5e-5, 0.1  # the new-place curve's
@@ -40,9 +42,8 @@ def fine_tune_config(
     model = Path(model)
     if model.suffix != ".safetensors":
         raise WasteNetError(
-            f"{model}: fine-tuning needs the model's weights, a .safetensors bundle (an "
-            "exported artifact holds them folded for inference); use the run's "
-            "model.safetensors (scripts/reproduce_bundled_model.sh makes the bundled one's)"
+            f"{model}: fine-tuning starts from a .safetensors bundle; an FP32 .onnx is "
+            "imported first (`weights_to_finetune`)"
         )
     if not model.is_file():
         raise WasteNetError(f"{model}: no such model file")
@@ -92,3 +93,43 @@ def _all_sources_of(meta) -> list[str] | None:
     if not path or not Path(path).is_file():
         return None
     return load_manifest(path).source_names
+
+
+IMPORTED = "imported.safetensors"
+CALIBRATION_IMAGES = 256
+
+
+def weights_to_finetune(
+    model: str | Path,
+    manifest: str | Path,
+    out: str | Path,
+    cache_dir: str | None = None,
+    trained_on: Sequence[str] | None = None,
+) -> Path:
+    """``model`` where it is a .safetensors bundle; an FP32 .onnx (the bundled model) is
+    imported into ``out/imported.safetensors`` (``wastenet.models.onnx_import``), its
+    batch norms measured on up to 256 training images of the sources it was trained on."""
+    model = Path(model)
+    if model.suffix != ".onnx":
+        return model
+    if not model.is_file():
+        raise WasteNetError(f"{model}: no such model file")
+    from wastenet.data.manifest import load_manifest
+    from wastenet.evaluate.dataset import load_images
+    from wastenet.models.bundle import save_bundle
+    from wastenet.models.onnx_import import import_onnx
+    from wastenet.onnx_file import read_onnx_meta
+    from wastenet.preprocess import normalize
+
+    meta = read_onnx_meta(model)
+    sources = set(trained_on or meta.trained_sources or [])
+    items = [it for it in load_manifest(manifest).items(split="train")
+             if not sources or it.source in sources]  # fmt: skip
+    if not items:
+        raise WasteNetError(f"{manifest}: no training items of {model}'s sources to import it with")
+    pick = np.random.default_rng(0).permutation(len(items))[:CALIBRATION_IMAGES]
+    images, _, _ = load_images(
+        [items[i] for i in sorted(pick)], (meta.height, meta.width), cache_dir
+    )
+    imported, meta = import_onnx(model, normalize(images, meta.mean, meta.std))
+    return save_bundle(imported, meta, Path(out) / IMPORTED)
