@@ -15,7 +15,7 @@ import pytest
 
 from conftest import CLASS_COLOURS, make_image
 from wastenet.cli import main
-from wastenet.runtime import updates
+from wastenet.runtime import update_pull, updates
 
 pytest.importorskip("cryptography")
 
@@ -209,3 +209,14 @@ def test_every_tampering_is_refused_and_current_stays(gated, server, tmp_path, c
     assert cli("pull", f"{url}/nothing", "--key", pub, "--dir", bin_dir) == 2
     assert "answered 404" in capsys.readouterr().err
     assert installed(bin_dir) == "v2" and os.path.isdir(bin_dir / "previous")
+
+
+def test_one_update_step_at_a_time(gated, server, tmp_path, capsys):
+    www, url = server
+    channel, bin_dir, pub = www / "stable", tmp_path / "bin", gated["keys"] / "update.pub"
+    publish(gated, "v1", channel, "v1")
+    with update_pull._locked(bin_dir):  # a pull from a timer, still running
+        assert cli("pull", f"{url}/stable", "--key", pub, "--dir", bin_dir) == 2
+    assert "another update step is running here" in capsys.readouterr().err
+    assert not (bin_dir / "current").exists()
+    assert cli("pull", f"{url}/stable", "--key", pub, "--dir", bin_dir) == 0

@@ -3,6 +3,8 @@ pull a signed release, check it, swap ``current`` to it atomically; roll back; s
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -10,6 +12,7 @@ import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from wastenet.runtime.updates import (
@@ -69,7 +72,25 @@ def _installed(root: Path, link: str) -> dict | None:
     path = root / link / RELEASE_FILE
     if not path.is_file():
         return None
-    return json.loads(path.read_text())["release"]
+    try:
+        return json.loads(path.read_text())["release"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UpdateError(f"{path}: damaged ({exc}); pull again or roll back") from exc
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """One update step at a time in ``root`` (a timer's pull, a person's rollback)."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise UpdateError(f"{root}: another update step is running here; try again") from exc
+        yield
+    finally:
+        os.close(fd)
 
 
 def _download(url: str, entry: dict, into: Path) -> None:
@@ -140,13 +161,18 @@ def pull(url: str, public_key: str | Path, root: str | Path, keep: int = KEEP_VE
     except ValueError as exc:
         raise UpdateError(f"{release_url}: not JSON ({exc})") from exc
     release = verified(document, public_key, release_url)
+    with _locked(root):
+        return _install(root, base, document, release, keep)
+
+
+def _install(root: Path, base: str, document: dict, release: dict, keep: int) -> dict:
     state = _state(root)
     version = check_version(release["version"])
     if version in state["rolled_back"]:
         return {"status": "rolled back here: skipped", "release": release, "engine": None}
     if release["sequence"] < state["highest_sequence"]:
         raise UpdateError(
-            f"{release_url}: release {version} (sequence {release['sequence']}) is older than "
+            f"{base}: release {version} (sequence {release['sequence']}) is older than "
             f"one this bin installed (sequence {state['highest_sequence']}): refused (an old "
             "release replayed?)"
         )
@@ -154,6 +180,8 @@ def pull(url: str, public_key: str | Path, root: str | Path, keep: int = KEEP_VE
         return {"status": "up to date", "release": release, "engine": None}
     versions = root / VERSIONS
     target, partial = versions / version, versions / f"{version}.partial"
+    if target.exists():
+        raise UpdateError(f"{target}: this bin keeps a version of that name already; refused")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
@@ -163,7 +191,6 @@ def pull(url: str, public_key: str | Path, root: str | Path, keep: int = KEEP_VE
             _download(file_url, entry, partial)
         (partial / RELEASE_FILE).write_text(json.dumps(document, indent=1) + "\n")
         engine = _check_engine(partial, release)
-        shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
@@ -181,6 +208,11 @@ def rollback(root: str | Path) -> dict:
     root = Path(root).expanduser()
     if not (root / PREVIOUS).exists():
         raise UpdateError(f"{root}: no previous version to roll back to")
+    with _locked(root):
+        return _swap_back(root)
+
+
+def _swap_back(root: Path) -> dict:
     left = _installed(root, CURRENT)
     now, before = (root / CURRENT).resolve(), (root / PREVIOUS).resolve()
     state = _state(root)
