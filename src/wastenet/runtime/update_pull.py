@@ -24,6 +24,7 @@ from wastenet.runtime.updates import (
     UpdateError,
     check_version,
     engine_this_bin_runs,
+    read_release,
     sample_checks,
     verified,
 )
@@ -69,13 +70,7 @@ def _get(url: str, limit: int | None = None):
 
 def _installed(root: Path, link: str) -> dict | None:
     """The release of ``root/current`` (or ``previous``), or None."""
-    path = root / link / RELEASE_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())["release"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UpdateError(f"{path}: damaged ({exc}); pull again or roll back") from exc
+    return read_release(root / link)
 
 
 @contextlib.contextmanager

@@ -190,9 +190,11 @@ def check_version(version: str) -> str:
     return version
 
 
-def read_release(channel: Path) -> dict | None:
-    path = channel / RELEASE_FILE
-    if not path.exists():
+def read_release(folder: Path) -> dict | None:
+    """The release in ``folder/release.json`` (a channel, or a version a bin keeps), or
+    None where there is none. Read as stored: verify a fetched one with ``verified``."""
+    path = folder / RELEASE_FILE
+    if not path.is_file():
         return None
     try:
         return json.loads(path.read_text())["release"]
@@ -245,7 +247,7 @@ def publish(
     reference = folder_reference(model) if model.is_dir() else model
     gate = _gate_for(reference, gate_path)
     _load_key(private_key, private=True)  # a bad key fails before anything is copied
-    previous = read_release(channel) if channel.exists() else None
+    previous = read_release(channel)
     version = check_version(version or time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
     target = channel / version
     if target.exists():
