@@ -227,7 +227,7 @@ def test_self_labelled_export_is_a_train_only_source_of_the_sure_unreviewed(tmp_
     assert result.manifest.sources[0]["name"] == "bin-store-self-labelled"
 
     assert cli("export", store_dir, "--self-label", "0.99", "--out", tmp_path / "none") == 2
-    assert "--store-policy every:K or all" in capsys.readouterr().err
+    assert "--store-policy uncertain+every:K" in capsys.readouterr().err
     assert cli("export", store_dir, "--self-label", "1.5", "--out", tmp_path / "none") == 2
     assert "give a sureness in (0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()

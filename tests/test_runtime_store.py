@@ -64,8 +64,13 @@ def test_policies(tmp_path):
     assert given.offer(frame(), "cardboard", sure, None, sureness=0.95) is None
     row = given.offer(frame(), "cardboard", sure, None, sureness=0.5)
     assert given.rows()[0]["id"] == row and given.rows()[0]["confidence"] == pytest.approx(0.5)
-    with pytest.raises(ConfigError, match="every:K"):
-        SamplePolicy.parse("every:0")
+    both = SampleStore(tmp_path / "b", SamplePolicy.parse("uncertain+every:3", NotSureRule(0.7)))
+    kept = [both.offer(frame(i), "glass", sure if i != 4 else PROBS, None, i) is not None
+            for i in range(7)]  # fmt: skip
+    assert kept == [True, False, False, True, True, False, True]  # every third, and the unsure
+    for bad in ("every:0", "uncertain+every:x", "all+every:2", "every:"):
+        with pytest.raises(ConfigError, match=r"uncertain\+every:K"):
+            SamplePolicy.parse(bad)
     with pytest.raises(ConfigError):
         SamplePolicy.parse("sometimes")
 

@@ -81,7 +81,11 @@ def register(subparsers, formatter_class) -> None:
         "--mjpeg-port", type=int, help="serve the overlay as MJPEG on 127.0.0.1:PORT (1..65535)"
     )
     run.add_argument("--store", help="sample store folder for retraining (off when not given)")
-    run.add_argument("--store-policy", default=BIN.store_policy, help="all, uncertain or every:K")
+    run.add_argument(
+        "--store-policy",
+        default=BIN.store_policy,
+        help="all, uncertain (to label), every:K, or uncertain+every:K (to label and to self-train)",
+    )
     run.add_argument(
         "--store-quota-mb", type=float, help="evict oldest samples beyond this size (> 0)"
     )

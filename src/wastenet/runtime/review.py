@@ -275,7 +275,8 @@ def _what_to_export(store: SampleStore, self_label: float | None) -> tuple[list,
         raise WasteNetError(
             f"{store.root}: no unreviewed sample the bin was at least {self_label:g} sure of, "
             "nothing to export (the bin's default --store-policy uncertain keeps only the "
-            "frames it was unsure of: run it with --store-policy every:K or all to self-train)"
+            "frames it was unsure of: run it with --store-policy uncertain+every:K to "
+            "self-train too)"
         )
     about = (
         f"the samples nobody reviewed\n# that the bin was at least {self_label:g} sure of, "

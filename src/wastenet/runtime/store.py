@@ -95,7 +95,8 @@ LISTED_UNKNOWN = 20  # unknown file names shown in the start-up log line
 @dataclass
 class SamplePolicy:
     """Which frames to keep: ``all``, ``uncertain`` (the model card's "not sure" rule says
-    not sure: ``wastenet.sureness``) or ``every:k``."""
+    not sure: ``wastenet.sureness``: the frames to label), ``every:k``, or
+    ``uncertain+every:k`` (both: frames to label, and sure ones to self-train on)."""
 
     mode: str = "all"
     every: int = 1
@@ -107,21 +108,23 @@ class SamplePolicy:
         text = text.strip().lower()
         if text in ("all", "uncertain"):
             return cls(text, 1, rule)
-        if text.startswith("every:"):
+        mode, _, every = text.rpartition("every:")
+        if mode in ("", "uncertain+") and every:
             try:
-                k = int(text.split(":", 1)[1])
+                k = int(every)
             except ValueError:
                 k = 0
             if k >= 1:
-                return cls("every", k, rule)
-        raise ConfigError(f"sampling policy {text!r}: use all, uncertain or every:K (K >= 1)")
+                return cls(mode + "every", k, rule)
+        raise ConfigError(
+            f"sampling policy {text!r}: use all, uncertain, every:K or uncertain+every:K (K >= 1)"
+        )
 
     def wants(self, seen: int, sureness: float) -> bool:
-        if self.mode == "uncertain":
-            return sureness < self.rule.threshold
-        if self.mode == "every":
-            return seen % self.every == 0
-        return True
+        if self.mode == "all":
+            return True
+        uncertain = self.mode.startswith("uncertain") and sureness < self.rule.threshold
+        return uncertain or (self.mode.endswith("every") and seen % self.every == 0)
 
 
 def _tmp_name(name: str) -> str:
