@@ -116,11 +116,14 @@ def test_publish_pull_swap_rollback(gated, server, tmp_path, capsys):
                  "--run-dir", str(tmp_path / "run")]) == 0  # fmt: skip
     assert "engine: model.onnx" in capsys.readouterr().out
 
-    assert cli("pull", f"{url}/stable", "--key", pub, "--dir", bin_dir) == 0
-    assert "up to date: v1" in capsys.readouterr().out
+    restarted = tmp_path / "restarted"
+    then = ["--then", f"echo restart >> {restarted}"]  # a supervisor's restart, stood in for
+    assert cli("pull", f"{url}/stable", "--key", pub, "--dir", bin_dir, *then) == 0
+    assert "up to date: v1" in capsys.readouterr().out and not restarted.exists()
     assert publish(gated, "v2", channel, "v2") == 0
-    assert cli("pull", f"{url}/stable", "--key", pub, "--dir", bin_dir) == 0
+    assert cli("pull", f"{url}/stable", "--key", pub, "--dir", bin_dir, *then) == 0
     assert current.resolve().name == "v2" and (bin_dir / "previous").resolve().name == "v1"
+    assert restarted.read_text() == "restart\n"  # once, for the version installed
 
     assert cli("rollback", "--dir", bin_dir) == 0
     assert current.resolve().name == "v1" and (bin_dir / "previous").resolve().name == "v2"

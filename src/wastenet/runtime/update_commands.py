@@ -13,8 +13,9 @@ EPILOG = """examples:
   wastenet update publish runs/kitchen/model.onnx --gate runs/kitchen/gate.json \\
       --key keys/update.key --channel /srv/wastenet/stable
   cd /srv/wastenet && python -m http.server 8000    # or any static web server
-  # on each bin (a systemd timer, say), then restart the bin when it says installed:
-  wastenet update pull http://updates.lan:8000/stable --key update.pub --dir /var/lib/wastenet
+  # on each bin, from a timer; --then restarts the bin once a new version is installed:
+  wastenet update pull http://updates.lan:8000/stable --key update.pub --dir /var/lib/wastenet \
+      --then "systemctl restart wastenet-bin"
   wastenet run --model /var/lib/wastenet/current --source csi://0
   wastenet update rollback --dir /var/lib/wastenet
   wastenet update status --dir /var/lib/wastenet
@@ -49,6 +50,12 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
     pull.add_argument("url", help="the channel's URL (http://, https:// or file://)")
     pull.add_argument("--key", type=Path, required=True, help="the public update.pub")
     pull.add_argument("--dir", type=Path, required=True, help="the bin's model folder")
+    pull.add_argument(
+        "--then",
+        metavar="COMMAND",
+        help="a shell command to run once a new version is installed (not when up to date), "
+        "e.g. 'systemctl restart wastenet-bin'",
+    )
     pull.set_defaults(func=_pull)
 
     rollback = sub.add_parser("rollback", help="back to the previous model")
@@ -89,11 +96,19 @@ def _pull(args: argparse.Namespace) -> int:
     from wastenet.runtime.update_pull import pull
 
     result = pull(args.url, args.key, args.dir)
-    if result["status"] == "installed":
-        print(f"installed {_describe(result['release'])} in {args.dir / 'current'}; engine "
-              f"{result['engine']} checked on the samples; restart the bin to use it")  # fmt: skip
-    else:
+    if result["status"] != "installed":
         print(f"{result['status']}: {_describe(result['release'])}")
+        return 0
+    print(f"installed {_describe(result['release'])} in {args.dir / 'current'}; engine "
+          f"{result['engine']} checked on the samples; restart the bin to use it")  # fmt: skip
+    if args.then:
+        import subprocess
+
+        from wastenet.runtime.updates import UpdateError
+
+        code = subprocess.run(args.then, shell=True, check=False).returncode
+        if code != 0:
+            raise UpdateError(f"installed, but --then {args.then!r} failed (exit {code})")
     return 0
 
 
