@@ -216,6 +216,10 @@ def test_self_labelled_export_is_a_train_only_source_of_the_sure_unreviewed(tmp_
     store.close()
 
     out = tmp_path / "bin-self"
+    assert cli("summary", store_dir) == 0
+    assert "2 samples nobody reviewed that the bin was at least 0.9 sure of" in (
+        capsys.readouterr().out
+    )
     assert cli("export", store_dir, "--self-label", "0.9", "--out", out) == 0
     assert "2 samples labelled by the bin itself" in capsys.readouterr().out
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg")) == sorted(
