@@ -155,6 +155,7 @@ def point_config(model: Path, manifest: Path, source: str, trained_on: list[str]
     return fine_tune_config(
         model, manifest, [source], trained_on, epochs=args.epochs, lr=args.lr,
         replay=args.replay, max_steps=args.max_steps, cache_dir=args.cache_dir,
+        keep_what_it_knows=False,
     )  # fmt: skip
 
 

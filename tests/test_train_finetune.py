@@ -36,9 +36,31 @@ def test_finetune_adds_a_source_and_replays_the_old_ones(
     assert config["pretrained"] == str(alpha_model)
     assert config["source_weights"] == {"alpha": 0.5}  # the old source replayed, beta whole
     assert [p["name"] for p in config["phases"]] == ["main", "fixres"]
-    assert config["ood_weight"] == 0.0 and config["teachers"] is None
+    # what it knew is kept: the old source distilled from the model it started from
+    assert config["teachers"] == [str(alpha_model)] and config["distill_sources"] == ["alpha"]
+    assert config["ood_weight"] == 0.0  # its recipe had no outlier exposure to keep
     # the recipe the model was trained with carries over (its size, its architecture)
     assert config["model"] == "tiny_efficientnet" and config["resolution_pct"] == 12.5
+
+
+def test_the_curve_recipe_forgets_freely_and_the_default_keeps_outliers(
+    alpha_model, two_source_manifest, tmp_path
+):
+    """A model trained with outlier exposure keeps it (at its weight) by default, beside
+    the teacher; the new-place curve's recipe (keep_what_it_knows=False) has neither."""
+    from dataclasses import replace
+
+    from wastenet.models.bundle import load_bundle, save_bundle
+
+    model, meta = load_bundle(alpha_model)
+    meta.train_config = {**meta.train_config, "ood_weight": 0.1, "distill_weight": 0.8}
+    exposed = save_bundle(model, meta, tmp_path / "exposed.safetensors")
+    kept = fine_tune_config(exposed, two_source_manifest, ["beta"])
+    assert kept.ood_weight == 0.1 and kept.distill_weight == 0.8
+    assert kept.teachers == [str(exposed)] and kept.distill_sources == ["alpha"]
+    free = fine_tune_config(exposed, two_source_manifest, ["beta"], keep_what_it_knows=False)
+    assert free.teachers is None and free.distill_sources is None and free.ood_weight == 0.0
+    assert replace(kept, teachers=None, distill_sources=None, ood_weight=0.0) == free
 
 
 def test_finetune_refuses_what_it_cannot_use(alpha_model, two_source_manifest, tmp_path, capsys):

@@ -18,8 +18,8 @@ EPILOG_FINETUNE = """examples:
 
 The model's own recipe from the model itself, on its sources and the added ones (from
 `wastenet samples export`): its old sources replayed at --replay of their items an
-epoch, --epochs at --lr, then one FixRes epoch (the recipe of the model README's
-new-place curve). Then: wastenet export runs/kitchen/model.safetensors --format onnx,
+epoch and distilled from the model it started from, its outlier exposure kept, --epochs
+at --lr, then one FixRes epoch. Then: wastenet export runs/kitchen/model.safetensors --format onnx,
 wastenet gate OLD runs/kitchen/model.onnx --manifest ... --out runs/kitchen/gate.json,
 and wastenet update publish."""
 
@@ -182,7 +182,7 @@ def _finetune(args) -> int:
     else:
         start = weights_to_finetune(args.model, args.manifest, args.out, None, args.trained_on)
         cfg = fine_tune_config(
-            start, args.manifest, args.add, args.trained_on,
+            start, args.manifest, args.add, args.trained_on, teacher=args.model,
             epochs=args.epochs, lr=args.lr, replay=args.replay, name=f"finetune-{Path(args.out).name}",
         )  # fmt: skip
     try:

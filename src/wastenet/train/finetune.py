@@ -1,10 +1,11 @@
 """Fine-tune a trained model on sources added to its data: the improvement loop's retrain.
 
-The recipe the new-place curve measured (``benchmarks/new_place_curve.py``, the model
-README's new-place table): the model's own recipe, started from the model, on its
-sources plus the added ones; the sources it was trained on replayed at a share of their
-items each epoch (``replay``), so it forgets little; a few epochs at a low learning rate,
-then one FixRes epoch; no teacher and no outlier exposure. Added sources come from
+The model's own recipe, started from the model, on its sources plus the added ones; the
+sources it was trained on replayed at a share of their items each epoch (``replay``) and
+distilled from the model it started from; its outlier exposure kept; a few epochs at a
+low learning rate, then one FixRes epoch. The new-place curve
+(``benchmarks/new_place_curve.py``, the model README's new-place table) measured the
+recipe without the teacher and the outliers (``keep_what_it_knows=False``). Added sources come from
 ``wastenet samples export`` (a bin's reviewed samples, and with ``--self-label`` its
 own sure answers, train-only). Then export, ``wastenet gate`` against the model in
 service, and ``wastenet update publish``.
@@ -33,8 +34,17 @@ def fine_tune_config(
     name: str | None = None,
     max_steps: int | None = None,
     cache_dir: str | None = None,
+    teacher: str | Path | None = None,
+    keep_what_it_knows: bool = True,
 ):
-    """The fine-tuning TrainConfig for ``model`` (a .safetensors bundle) on ``manifest``."""
+    """The fine-tuning TrainConfig for ``model`` (a .safetensors bundle) on ``manifest``.
+
+    ``keep_what_it_knows``: the model's own outlier exposure stays on (at its recipe's
+    weight), and the replayed old sources are distilled from ``teacher`` (the model as it
+    was: the file the fine-tune started from) at its recipe's distillation weight.
+    Without them (the new-place curve's recipe), fine-tuning the bundled model on a new
+    place lost 11 points of outliers answered "not sure" and 2 on web-mixed
+    (docs/experiments/2026-12-03-the-loop-on-a-place-the-bundled-model-never-saw.md)."""
     from wastenet.data.manifest import load_manifest
     from wastenet.meta import read_bundle_meta
     from wastenet.train.config import train_config_from_dict
@@ -64,15 +74,18 @@ def fine_tune_config(
     if not 0 < replay <= 1:
         raise WasteNetError(f"--replay {replay:g}: a share of the old items in (0, 1]")
     replayed = [s for s in old if s not in added]
+    recipe = meta.train_config
+    kept = keep_what_it_knows and replayed
     overrides = {
         "name": name or Path(manifest).parent.name,
         "pretrained": str(model),
         "manifest": str(manifest),
         "sources": list(dict.fromkeys([*old, *added])),
         "source_weights": {s: replay for s in replayed},
-        "teachers": None,
-        "distill_sources": None,
-        "ood_weight": 0.0,
+        "teachers": [str(teacher or model)] if kept else None,
+        "distill_sources": replayed if kept else None,
+        "distill_weight": recipe.get("distill_weight", 0.5),
+        "ood_weight": recipe.get("ood_weight", 0.0) if keep_what_it_knows else 0.0,
         "ood_sources": None,
         "early_stopping_patience": None,
         "max_steps_per_epoch": max_steps,
@@ -82,7 +95,7 @@ def fine_tune_config(
         ],
         **({"cache_dir": cache_dir} if cache_dir else {}),
     }
-    return train_config_from_dict({**meta.train_config, **overrides}, f"fine-tuning {model}")
+    return train_config_from_dict({**recipe, **overrides}, f"fine-tuning {model}")
 
 
 def _all_sources_of(meta) -> list[str] | None:
