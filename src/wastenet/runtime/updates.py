@@ -33,7 +33,6 @@ the old: atomic). Anything failing leaves ``current`` as it was.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import re
@@ -42,6 +41,7 @@ import time
 from pathlib import Path
 
 from wastenet.errors import WasteNetError
+from wastenet.meta import file_sha256
 
 RELEASE_FILE = "release.json"
 PRIVATE_KEY, PUBLIC_KEY = "update.key", "update.pub"
@@ -145,14 +145,6 @@ def verified(document: object, public_key_path: str | Path, origin: str) -> dict
 # --- the models in a folder ---------------------------------------------------------
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def sample_checks(model: Path) -> list[dict]:
     """The model's top class on each bundled sample image."""
     from wastenet.accelerate import load_engine
@@ -210,7 +202,7 @@ def _gate_for(reference: Path, gate_path: str | Path) -> dict:
         passed, judged = gate["passed"], gate["new"]["sha256"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UpdateError(f"{path}: not a `wastenet gate --out` verdict ({exc})") from exc
-    if judged != file_digest(reference):
+    if judged != file_sha256(reference):
         raise UpdateError(
             f"{path}: that gate judged another model (SHA-256 {judged[:12]}...), not "
             f"{reference}; gate this one: `wastenet gate OLD {reference} --manifest M --out ...`"
@@ -259,7 +251,7 @@ def publish(
         "published": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": reference.name,
         "files": [
-            {"name": p.name, "sha256": file_digest(p), "bytes": p.stat().st_size} for p in files
+            {"name": p.name, "sha256": file_sha256(p), "bytes": p.stat().st_size} for p in files
         ],  # fmt: skip
         "gate": gate,
         "checks": sample_checks(reference),
