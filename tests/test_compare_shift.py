@@ -96,6 +96,19 @@ def test_targets_wait_for_the_folds_not_measured_yet():
     md = shift_compare.markdown(cmp)
     assert "Folds measured: 1 of 3; not yet: b, c." in md
     assert "+40.0 (undecided until every fold is measured)" in md
+    # the mean of three reaches +15 when b and c gain (45 - 40) / 2 points each
+    assert t["mean_gain"]["needed_from_each_missing_fold"] == pytest.approx(0.025)
+    assert "each fold not measured would need to gain +2.5 points" in md
+    # a gain no top-1 can make decides the target: after -40 on a, b and c need +42.5 each
+    down = shift_compare.compare(one_fold(0.9), one_fold(0.5))["targets"]["mean_gain"]
+    assert down["met"] is None and down["needed_from_each_missing_fold"] == pytest.approx(0.425)
+    two = {s: (0.9, 400, 0.7) for s in ("a", "b")}
+    before, after = _result(two), _result({"a": (0.1, 400, 0.7), "b": (0.2, 400, 0.7)})
+    for result in (before, after):
+        for fold in result["folds"]:
+            fold.update(left_out=[fold["name"][8:]], train_sources=["c"])
+    lost = shift_compare.compare(before, after)["targets"]["mean_gain"]  # c would need +195
+    assert lost["met"] is False and lost["needed_from_each_missing_fold"] == pytest.approx(1.95)
     # a measured fold already under the floor decides it
     assert shift_compare.compare(one_fold(0.5), one_fold(0.8))["targets"]["floor"]["met"] is False
     # every fold measured: decided, and nothing listed
