@@ -3,6 +3,7 @@ the measured queue delay against equation 1, the MJPEG stream, the CLI and shutd
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -168,8 +169,17 @@ def test_measured_queue_delay_matches_equation_1(colour_model, scene_folder, tmp
     # which is why equation 1 is checked at the rate the run measured, not at 17
     assert ips / 3 < measured["ips"] <= ips * 1.05
     assert measured["eq1_queue_s"] == pytest.approx(latency.queue_delay(n, measured["ips"]))
-    # within two frames: one for the vote's own quantisation, one for a busy CPU's jitter
-    assert abs(measured["measured_queue_s"] - measured["eq1_queue_s"]) < 2 * frame_time
+    # equation 1 counts frames: the door command follows the (N/2 + 1)-th inferred frame of
+    # the item, give or take the vote's own quantisation. Counted, not timed: on a busy CPU
+    # one stalled frame in the window moves the seconds by more than a frame time
+    frames = [json.loads(line) for line in (run_dir / "timings.jsonl").read_text().splitlines()]
+    for act in latency.load_run(run_dir)["actuations"]:
+        window = [
+            f for f in frames if f.get("present") and act["onset_t"] <= f["t"] <= act["command_t"]
+        ]
+        assert abs(len(window) - (n / 2 + 1)) <= 1, (len(window), act)
+    # and in seconds, at the rate the run measured, within what a loaded machine allows
+    assert abs(measured["measured_queue_s"] - measured["eq1_queue_s"]) < 4 * frame_time
     assert measured["measured_total_s"] == pytest.approx(measured["measured_queue_s"] + 0.646)
     assert any("latency: queue" in line for line in lines)
 
