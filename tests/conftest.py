@@ -42,6 +42,21 @@ CLASS_COLOURS = {
 }
 
 
+BACKGROUND = (30, 30, 30)  # the bin's dark floor
+
+
+def item_image(colour, seed, size_wh=(64, 48)):
+    """A coloured disc on the bin's dark, slightly noisy floor."""
+    rng = np.random.default_rng(seed)
+    w, h = size_wh
+    img = np.clip(np.array(BACKGROUND) + rng.integers(-6, 7, (h, w, 3)), 0, 255)
+    yy, xx = np.mgrid[0:h, 0:w]
+    cy, cx = h / 2 + rng.integers(-4, 5), w / 2 + rng.integers(-6, 7)
+    mask = (yy - cy) ** 2 + (xx - cx) ** 2 < (0.3 * h) ** 2
+    img[mask] = np.clip(np.array(colour) + rng.integers(-15, 16, (h, w, 3)), 0, 255)[mask]
+    return img.astype(np.uint8)
+
+
 @pytest.fixture(scope="module")
 def flat_colour_model(tmp_path_factory) -> Path:
     """A real ONNX nearest-colour model (48x64 input) fitted on one flat image per class."""

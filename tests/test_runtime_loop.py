@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import BACKGROUND, item_image
 from conftest import CLASS_COLOURS as COLOURS
 from wastenet.analysis import latency
 from wastenet.classes import NOT_SURE
@@ -27,20 +28,7 @@ from wastenet.runtime.loop import BinLoop
 from wastenet.runtime.sources import ImageFolderSource
 from wastenet.runtime.vote import MajorityVote
 
-BACKGROUND = (30, 30, 30)
 SCENE = ["cardboard", "glass", "metal", "paper", "plastic", "plastic", "cardboard"]
-
-
-def item_image(colour, seed, size_wh=(64, 48)):
-    """A coloured disc on the bin's dark, slightly noisy floor."""
-    rng = np.random.default_rng(seed)
-    w, h = size_wh
-    img = np.clip(np.array(BACKGROUND) + rng.integers(-6, 7, (h, w, 3)), 0, 255)
-    yy, xx = np.mgrid[0:h, 0:w]
-    cy, cx = h / 2 + rng.integers(-4, 5), w / 2 + rng.integers(-6, 7)
-    mask = (yy - cy) ** 2 + (xx - cx) ** 2 < (0.3 * h) ** 2
-    img[mask] = np.clip(np.array(colour) + rng.integers(-15, 16, (h, w, 3)), 0, 255)[mask]
-    return img.astype(np.uint8)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from wastenet.errors import ConfigError, ExitCode, WasteNetError
 from wastenet.provenance import provenance
+from wastenet.runtime.model_watch import EVERY_S, ModelWatch
 from wastenet.runtime.watchdog import STUCK_S
 from wastenet.sureness import NotSureRule
 
@@ -52,6 +53,7 @@ class BinOptions:
     run_dir: str | None = None
     max_frames: int | None = None
     stuck_s: float = STUCK_S  # the watchdog: a stage stuck this long ends the run, exit 4
+    model_watch_s: float = EVERY_S  # how often a --model folder is looked at for an update
 
     def check(self) -> None:
         """Every number in range before anything opens; a ConfigError names the option."""
@@ -85,6 +87,10 @@ class BinOptions:
         _require(
             _real(self.stuck_s, 0, math.inf) and self.stuck_s > 0,
             f"--stuck-s {self.stuck_s!r}: must be a finite number of seconds > 0",
+        )
+        _require(
+            _real(self.model_watch_s, 0, math.inf),
+            f"model_watch_s {self.model_watch_s!r}: must be a finite number of seconds >= 0",
         )
         if self.store:
             from wastenet.runtime.store import SamplePolicy
@@ -158,6 +164,7 @@ def run_bin(
     opts.check()
     model = Path(opts.model) if opts.model else DEFAULT_MODEL
     choice = None
+    owned = engine is None  # the engines this run loads, it closes
     if engine is None:
         if not model.exists():
             raise WasteNetError(_missing_model_message(model))
@@ -173,6 +180,11 @@ def run_bin(
         vote = MajorityVote(opts.vote, not_sure_rule(opts, engine).threshold, opts.min_share)
     except ValueError as exc:
         raise WasteNetError(str(exc)) from exc
+    watch = None
+    if opts.model is not None and Path(opts.model).is_dir():  # a folder an update may swap
+        watch = ModelWatch(
+            opts.model, _folder_engine, engine.meta.labels, opts.model_watch_s, print_fn=print_fn
+        )
     run_dir = Path(opts.run_dir or Path("runs") / "bin" / time.strftime("%Y%m%d-%H%M%S"))
     prepare_run_dir(run_dir)
     record = {  # run.json: written at the start (the clock anchor), rewritten at the end
@@ -192,7 +204,7 @@ def run_bin(
     try:
         # the store first: a folder another bin holds, or read-only, stops the run before
         # any servo moves (exit 2, nothing ran)
-        store_hook = _store_hook(opts, engine, parts) if opts.store else None
+        store, store_hook = _store_hook(opts, engine, parts) if opts.store else (None, None)
         frame_hw = (engine.meta.height, engine.meta.width)  # the card's input size
         source = (
             open_source(str(DEFAULT_SAMPLES), frame_hw=frame_hw, **SAMPLE_REPLAY)
@@ -221,8 +233,10 @@ def run_bin(
         gate = PresenceGate(GateConfig(threshold=opts.gate_threshold)) if opts.gate else None
         crop = doors.crop_to_object if opts.crop_to_object is None else opts.crop_to_object
         loop = BinLoop(
-            source, engine, vote, actuator, doors, gate, hooks, [announce], crop_to_object=crop
-        )
+            source, engine, vote, actuator, doors, gate, hooks, [announce], crop_to_object=crop,
+            model_watch=watch,
+            on_swap=[_swapper(opts, vote, store, engine if owned else None)],
+        )  # fmt: skip
         on_stuck = _stuck_handler(record, loop, actuator, writer)
         watchdog = Watchdog(lambda: loop.stage, stop, on_stuck, opts.stuck_s).start()
         summary = loop.run(opts.max_frames, stop)
@@ -249,11 +263,38 @@ def run_bin(
             record.update(
                 summary=_summary_dict(loop.summary) if loop is not None else None,
                 clock_end=clock_anchor(),
+                model_swaps=watch.swaps if watch is not None else [],
             )
             writer.write_json("run.json", record)
     print_summary(summary, opts.vote, print_fn)
     print_fn(f"run folder: {run_dir} (wastenet latency --run {run_dir})")
     return summary
+
+
+def _folder_engine(folder: Path):
+    """A model folder's fastest verified engine, loaded."""
+    from wastenet.accelerate import load_engine
+    from wastenet.accelerate.select import choose_engine, folder_reference
+
+    return load_engine(choose_engine(folder_reference(folder)).path)
+
+
+def _swapper(opts: BinOptions, vote, store, first_engine) -> Callable:
+    """What a swapped engine changes beside the loop: the vote's bar (the new card's, unless
+    --threshold fixed it), the store's model version and rule; the replaced engine closes
+    (``first_engine``: the one this run loaded itself, else None: a caller's stays open)."""
+    running = [first_engine]
+
+    def swapped(engine) -> None:
+        vote.min_confidence = not_sure_rule(opts, engine).threshold
+        if store is not None:
+            store.model_version = model_version(engine)
+            store.policy.rule = not_sure_rule(opts, engine)
+        if running[0] is not None:
+            running[0].close()
+        running[0] = engine
+
+    return swapped
 
 
 def _stuck_handler(record: dict, loop, actuator, writer) -> Callable[[str], None]:
@@ -357,14 +398,11 @@ def _store_hook(opts: BinOptions, engine, parts: list):
     from wastenet.runtime.store import SamplePolicy, SampleStore
 
     quota = int(opts.store_quota_mb * 1e6) if opts.store_quota_mb else None
-    version = (
-        f"{engine.meta.architecture}@{(engine.meta.source_hash or '')[:12]} {engine.meta.created}"
-    )
     store = SampleStore(
         opts.store,
         SamplePolicy.parse(opts.store_policy, not_sure_rule(opts, engine)),
         quota,
-        version.strip(),
+        model_version(engine),
     )
     parts.append(store)
 
@@ -387,7 +425,13 @@ def _store_hook(opts: BinOptions, engine, parts: list):
             ) as exc:  # a full disk must not stop the bin
                 log.error("sample store: %s (sample dropped, bin goes on)", exc)
 
-    return keep
+    return store, keep
+
+
+def model_version(engine) -> str:
+    """What the sample store records of the model that saw a sample."""
+    meta = engine.meta
+    return f"{meta.architecture}@{(meta.source_hash or '')[:12]} {meta.created}".strip()
 
 
 def _summary_dict(summary) -> dict:

@@ -4,6 +4,11 @@ Everything else (window, MJPEG stream, sample store, timing files, printing) is 
 hook called with each frame's ``FrameResult`` or an event listener called with
 each ``Actuation``; the loop times every stage, hooks included, and marks the stage
 it is in (``stage``) for the bin's watchdog (``runtime.watchdog``).
+
+A ``model_watch`` (``runtime.model_watch``) is asked between items (nothing in view, or
+every frame where there is no presence gate) for a new engine: a model folder that
+``wastenet update pull`` swapped. The loop takes it from the next frame on, with a fresh
+vote, and tells its ``on_swap`` listeners.
 """
 
 from __future__ import annotations
@@ -46,20 +51,15 @@ class BinLoop:
         clock: Callable[[], float] = time.perf_counter,
         crop_to_object: bool = False,
         crop_margin: float = 0.15,
+        model_watch: Callable[[], Engine | None] | None = None,
+        on_swap: Sequence[Callable[[Engine], None]] = (),
     ) -> None:
         self.source, self.engine, self.vote, self.gate = source, engine, vote, gate
         self.crop_to_object, self.crop_margin = crop_to_object and gate is not None, crop_margin
         self.actuator, self.doors = actuator, doors
         self.hooks, self.listeners, self.clock = list(hooks), list(listeners), clock
-        meta = engine.meta
-        self.size_hw, self.mean, self.std, self.labels = (
-            (meta.height, meta.width),
-            meta.mean,
-            meta.std,
-            meta.labels,
-        )
-        self._sureness = NotSureRule.of(meta).sureness  # what the vote's threshold reads
-        self._aspect = max(self.size_hw) / min(self.size_hw)  # the object crop's (landscape)
+        self.model_watch, self.on_swap = model_watch, list(on_swap)
+        self._use(engine)
         self.summary = RunSummary()
         self._fps = 0.0
         self._last_t: float | None = None
@@ -68,12 +68,39 @@ class BinLoop:
         self.stage: tuple[str, float] | None = None
         self.started_t: float | None = None
 
+    def _use(self, engine: Engine) -> None:
+        meta = engine.meta
+        self.engine = engine
+        self.size_hw, self.mean, self.std, self.labels = (
+            (meta.height, meta.width),
+            meta.mean,
+            meta.std,
+            meta.labels,
+        )
+        self._sureness = NotSureRule.of(meta).sureness  # what the vote's threshold reads
+        self._aspect = max(self.size_hw) / min(self.size_hw)  # the object crop's (landscape)
+
     def _mark(self, name: str) -> None:
         self.stage = (name, time.monotonic())
+
+    def _between_items(self) -> None:
+        """Take a new engine from the model watch, if it has one."""
+        if self.gate is not None and self._last_present_t is not None:
+            return  # an item is in view: its vote finishes on the engine it started with
+        self._mark("model watch")
+        engine = self.model_watch()
+        if engine is None:
+            return
+        self._use(engine)
+        self.vote.reset()
+        for listener in self.on_swap:
+            listener(engine)
 
     def step(self) -> FrameResult | None:
         """Process one frame; None when the source has ended."""
         clock, times, mark = self.clock, {}, self._mark
+        if self.model_watch is not None:
+            self._between_items()
         mark("capture")
         t = clock()
         frame = self.source.read()

@@ -13,9 +13,8 @@ EPILOG = """examples:
   wastenet update publish runs/kitchen/model.onnx --gate runs/kitchen/gate.json \\
       --key keys/update.key --channel /srv/wastenet/stable
   cd /srv/wastenet && python -m http.server 8000    # or any static web server
-  # on each bin, from a timer; --then restarts the bin once a new version is installed:
-  wastenet update pull http://updates.lan:8000/stable --key update.pub --dir /var/lib/wastenet \
-      --then "systemctl restart wastenet-bin"
+  # on each bin, from a timer; a bin run on DIR/current takes a new version between items:
+  wastenet update pull http://updates.lan:8000/stable --key update.pub --dir /var/lib/wastenet
   wastenet run --model /var/lib/wastenet/current --source csi://0
   wastenet update rollback --dir /var/lib/wastenet
   wastenet update status --dir /var/lib/wastenet
@@ -92,6 +91,9 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+TAKEN = "a bin running on current takes it between items (one run on a file: restart it)"
+
+
 def _pull(args: argparse.Namespace) -> int:
     from wastenet.runtime.update_pull import pull
 
@@ -100,7 +102,7 @@ def _pull(args: argparse.Namespace) -> int:
         print(f"{result['status']}: {_describe(result['release'])}")
         return 0
     print(f"installed {_describe(result['release'])} in {args.dir / 'current'}; engine "
-          f"{result['engine']} checked on the samples; restart the bin to use it")  # fmt: skip
+          f"{result['engine']} checked on the samples; {TAKEN}")  # fmt: skip
     if args.then:
         import subprocess
 
@@ -116,7 +118,7 @@ def _rollback(args: argparse.Namespace) -> int:
     from wastenet.runtime.update_pull import rollback
 
     release = rollback(args.dir)
-    print(f"rolled back: current is {_describe(release)}; restart the bin to use it")
+    print(f"rolled back: current is {_describe(release)}; {TAKEN}")
     return 0
 
 
