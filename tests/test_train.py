@@ -54,7 +54,8 @@ def test_tiny_model_learns_separable_images(tiny_manifest, tmp_path, monkeypatch
     from wastenet.meta import read_bundle_meta
 
     meta = read_bundle_meta(tmp_path / "run" / "model.safetensors")
-    assert best.exists() and (tmp_path / "run" / "metrics.csv").exists()
+    assert best == tmp_path / "run" / "model.safetensors"  # the calibrated one, to export
+    assert meta.temperature != 1.0 and (tmp_path / "run" / "metrics.csv").exists()
     assert not (tmp_path / "run" / "optimizer.safetensors").exists()  # a finished run drops it
     assert (tmp_path / "run" / "last.safetensors").exists()
     assert (tmp_path / "run" / "curves.png").exists()

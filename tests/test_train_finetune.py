@@ -29,7 +29,7 @@ def test_finetune_adds_a_source_and_replays_the_old_ones(
     args = ["finetune", str(alpha_model), "--manifest", str(two_source_manifest), "--add", "beta",
             "--out", str(out), "--epochs", "1", "--replay", "0.5", "--no-progress"]  # fmt: skip
     assert main(args) == 0
-    assert "best model" in capsys.readouterr().out
+    assert f"model: {out / 'model.safetensors'} (export this one)" in capsys.readouterr().out
     meta = read_bundle_meta(out / "model.safetensors")
     assert meta.trained_sources == ["alpha", "beta"]
     config = yaml.safe_load((out / "config.yaml").read_text())

@@ -163,7 +163,7 @@ def _train(args) -> int:
     except KeyboardInterrupt:
         print(f"stopped; resume with: wastenet train --out {args.out} --resume")
         return 130
-    print(f"best model: {best}")
+    print(f"model: {best} (export this one)")
     return 0
 
 
@@ -191,7 +191,7 @@ def _finetune(args) -> int:
         print(f"stopped; resume with: wastenet finetune {args.out}/config.yaml --out "
               f"{args.out} --resume")  # fmt: skip
         return 130
-    print(f"best model: {best}")
+    print(f"model: {best} (export this one)")
     return 0
 
 

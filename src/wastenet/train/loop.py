@@ -206,7 +206,9 @@ def _save_progress(ctx: RunContext, pos: Position, optimizer) -> None:
 def train(
     cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True
 ) -> Path:
-    """Run (or resume) a training run; returns the path of the best bundle."""
+    """Run (or resume) a training run; returns the path of the model it wrote:
+    ``model.safetensors`` (the best weights, tested and calibrated), where this rank wrote
+    it, else ``best.safetensors`` (the best weights as they were saved)."""
     run_dir = Path(run_dir)
     if not resume and (run_dir / checkpoint.STATE_FILE).exists():
         raise WasteNetError(f"{run_dir}: a run is already there; pass --resume or another --out")
@@ -271,4 +273,5 @@ def train(
     if best.exists():
         ctx.finalize(best)  # every rank tests its shard; rank 0 calibrates and writes the model
     ctx.close()
-    return best
+    model = run_dir / "model.safetensors"
+    return model if ctx.rank == 0 and model.exists() else best
