@@ -7,8 +7,9 @@ import yaml
 
 from conftest import tiny_config
 from wastenet.cli import main
+from wastenet.data.manifest import load_manifest
 from wastenet.meta import read_bundle_meta
-from wastenet.train.finetune import fine_tune_config
+from wastenet.train.finetune import fine_tune_config, refusals
 from wastenet.train.loop import train
 
 
@@ -16,7 +17,7 @@ from wastenet.train.loop import train
 def alpha_model(two_source_manifest, tmp_path_factory):
     """A tiny model trained on source alpha only."""
     tmp = tmp_path_factory.mktemp("alpha")
-    cfg = tiny_config(two_source_manifest, tmp, sources=["alpha"],
+    cfg = tiny_config(two_source_manifest, tmp, sources=["alpha"], not_sure_refuse=0.2,
                       phases=[{"name": "main", "epochs": 1, "lr": 3e-3}])  # fmt: skip
     train(cfg, tmp / "run", progress=False)
     return tmp / "run" / "model.safetensors"
@@ -29,7 +30,17 @@ def test_finetune_adds_a_source_and_replays_the_old_ones(
     args = ["finetune", str(alpha_model), "--manifest", str(two_source_manifest), "--add", "beta",
             "--out", str(out), "--epochs", "1", "--replay", "0.5", "--no-progress"]  # fmt: skip
     assert main(args) == 0
-    assert f"model: {out / 'model.safetensors'} (export this one)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"model: {out / 'model.safetensors'} (export this one)" in printed
+    # the bin answers "not sure" as often after the update as before, on the same val items
+    # (the old model's share on what it knew; the new bar on all it knows now)
+    before = refusals(alpha_model, two_source_manifest, ["alpha"])
+    n_val = len(load_manifest(two_source_manifest).items(split="val"))
+    assert before == pytest.approx(0.2, abs=1 / n_val)  # the bar its training set (refuse 0.2)
+    after = refusals(out / "model.safetensors", two_source_manifest, ["alpha", "beta"])
+    assert f"answers 'not sure' to {100 * before:.1f} % of the val items of alpha:" in printed
+    assert abs(after - before) <= 1 / n_val + 1e-9
+    assert yaml.safe_load((out / "config.yaml").read_text())["not_sure_refuse"] == before
     meta = read_bundle_meta(out / "model.safetensors")
     assert meta.trained_sources == ["alpha", "beta"]
     config = yaml.safe_load((out / "config.yaml").read_text())

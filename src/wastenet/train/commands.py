@@ -168,11 +168,12 @@ def _train(args) -> int:
 
 
 def _finetune(args) -> int:
+    import dataclasses
     from pathlib import Path
 
     from wastenet.errors import ConfigError
     from wastenet.train.config import load_train_config
-    from wastenet.train.finetune import fine_tune_config, weights_to_finetune
+    from wastenet.train.finetune import fine_tune_config, refusals, weights_to_finetune
     from wastenet.train.loop import train
 
     if args.resume:
@@ -185,6 +186,15 @@ def _finetune(args) -> int:
             start, args.manifest, args.add, args.trained_on, teacher=args.model,
             epochs=args.epochs, lr=args.lr, replay=args.replay, name=f"finetune-{Path(args.out).name}",
         )  # fmt: skip
+        known = [s for s in cfg.sources if s not in args.add]  # where its bar was set
+        share = refusals(args.model, args.manifest, known, cfg.cache_dir)
+        print(f"{args.model} answers 'not sure' to {100 * share:.1f} % of the val items of "
+              f"{', '.join(known)}", end="")  # fmt: skip
+        if share < 1:
+            cfg = dataclasses.replace(cfg, not_sure_refuse=share)
+            print(": the fine-tune's bar will refuse as many")
+        else:  # no operating point to keep
+            print(": the fine-tune keeps the card's bar")
     try:
         best = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     except KeyboardInterrupt:

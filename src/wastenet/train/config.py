@@ -67,6 +67,9 @@ class TrainConfig:
     eval_batch_size: int = 32
     cache_dir: str | None = None
     calibrate: bool = True  # fit the softmax temperature on val into model.safetensors
+    # with calibrate: set the card's "not sure" bar to refuse this share of val (None: the
+    # bar stays as the card has it); a fine-tune keeps the refusals of the model it replaces
+    not_sure_refuse: float | None = None
 
     def validate(self) -> None:
         if self.optimizer not in ("adam", "adamw"):
@@ -111,6 +114,12 @@ class TrainConfig:
             raise ConfigError(f"distill_weight must be in [0, 1], not {self.distill_weight}")
         if self.distill_temperature <= 0:
             raise ConfigError(f"distill_temperature must be > 0, not {self.distill_temperature}")
+        if self.not_sure_refuse is not None and not (
+            self.calibrate and 0.0 <= self.not_sure_refuse < 1.0
+        ):
+            raise ConfigError(
+                f"not_sure_refuse {self.not_sure_refuse!r}: a share in [0, 1), with calibrate on"
+            )
 
     @property
     def total_epochs(self) -> int:

@@ -36,6 +36,7 @@ def fine_tune_config(
     cache_dir: str | None = None,
     teacher: str | Path | None = None,
     keep_what_it_knows: bool = True,
+    not_sure_refuse: float | None = None,
 ):
     """The fine-tuning TrainConfig for ``model`` (a .safetensors bundle) on ``manifest``.
 
@@ -44,7 +45,11 @@ def fine_tune_config(
     was: the file the fine-tune started from) at its recipe's distillation weight.
     Without them (the new-place curve's recipe), fine-tuning the bundled model on a new
     place lost 11 points of outliers answered "not sure" and 2 on web-mixed
-    (docs/experiments/2026-12-03-the-loop-on-a-place-the-bundled-model-never-saw.md)."""
+    (docs/experiments/2026-12-03-the-loop-on-a-place-the-bundled-model-never-saw.md).
+
+    ``not_sure_refuse``: the share of val the new card's "not sure" bar refuses: the old
+    model's on the sources it knew (``refusals``), so a bin answers about as often after
+    the update as before (the new place, which it now knows, included)."""
     from wastenet.data.manifest import load_manifest
     from wastenet.meta import read_bundle_meta
     from wastenet.train.config import train_config_from_dict
@@ -89,6 +94,7 @@ def fine_tune_config(
         "ood_sources": None,
         "early_stopping_patience": None,
         "max_steps_per_epoch": max_steps,
+        "not_sure_refuse": not_sure_refuse,
         "phases": [
             {"name": "main", "epochs": epochs, "lr": lr},
             {"name": "fixres", "epochs": 1, "lr": lr / 5, "augment": "light"},
@@ -96,6 +102,24 @@ def fine_tune_config(
         **({"cache_dir": cache_dir} if cache_dir else {}),
     }
     return train_config_from_dict({**recipe, **overrides}, f"fine-tuning {model}")
+
+
+def refusals(
+    model: str | Path, manifest: str | Path, sources: Sequence[str], cache_dir=None
+) -> float:
+    """The share of ``sources``' val items ``model`` (any artifact, or a bundle) answers
+    "not sure" to under its own card: the operating point a fine-tune of it keeps."""
+    from wastenet.data.manifest import load_manifest
+    from wastenet.evaluate.predict import open_engine, predict_items
+    from wastenet.sureness import NotSureRule
+
+    items = [it for it in load_manifest(manifest).items(split="val") if it.source in sources]
+    if not items:
+        raise WasteNetError(f"{manifest}: no val items of {', '.join(sources)}")
+    with open_engine(Path(model)) as engine:
+        pred = predict_items(engine, items, cache_dir=cache_dir)
+        rule = NotSureRule.of(engine.meta)
+        return float((rule.sureness(pred.probs) < rule.threshold).mean())
 
 
 def _all_sources_of(meta) -> list[str] | None:

@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -288,16 +289,16 @@ class RunContext:
         """What is validated and shipped: the EMA weights when on, else the trained ones."""
         return self.ema.model if self.ema else self.model_core
 
-    def save_bundle(
-        self, path: Path, metrics: dict | None = None, model=None, temperature: float = 1.0
-    ) -> None:
+    def save_bundle(self, path: Path, metrics: dict | None = None, model=None, **card: Any) -> None:
+        """The run's card with ``metrics`` and any ``card`` fields (the temperature and "not
+        sure" rule calibration set)."""
         from wastenet.models import save_bundle
 
         meta = dataclasses.replace(
             self.meta,
             metrics=metrics or {},
-            temperature=temperature,
             created=dt.datetime.now(dt.timezone.utc).isoformat(),
+            **card,
         )
         save_bundle(self.eval_model if model is None else model, meta, path)
 
@@ -327,14 +328,12 @@ class RunContext:
             return
         metrics = dict(meta.metrics, test=test)
         print("test: " + " ".join(f"{k}={v:.4f}" for k, v in test.items()), flush=True)
-        temperature = 1.0
+        card = {"temperature": 1.0}
         if self.cfg.calibrate:
-            temperature, metrics = self._calibrate(best, metrics)
-        self.save_bundle(
-            self.run_dir / "model.safetensors", metrics=metrics, temperature=temperature
-        )
+            metrics, card = self._calibrate(best, metrics)
+        self.save_bundle(self.run_dir / "model.safetensors", metrics=metrics, **card)
 
-    def _calibrate(self, best: Path, metrics: dict) -> tuple[float, dict]:
+    def _calibrate(self, best: Path, metrics: dict) -> tuple[dict, dict]:
         """T on the run's val split, from the cache training validated on (the same
         pixels, and no need for the image files); the best weights run on the CPU."""
         from wastenet.data.cache import default_cache_dir
@@ -345,14 +344,24 @@ class RunContext:
         cache = self.cfg.cache_dir or default_cache_dir()
         meta, s = calibrated_meta(
             model, dataclasses.replace(meta, metrics=metrics), self.cfg.manifest, "val",
-            cache_dir=cache, sources=self.cfg.sources,
+            cache_dir=cache, sources=self.cfg.sources, refuse=self.cfg.not_sure_refuse,
         )  # fmt: skip
         print(
             f"calibrated: temperature {s['temperature']:.3f}, val ECE "
             f"{100 * s['ece_before']:.2f} % -> {100 * s['ece_after']:.2f} %",
             flush=True,
         )
-        return meta.temperature, meta.metrics
+        if "not_sure" in s:
+            print(f"'not sure': {s['not_sure']['rule']} (refuses {100 * s['not_sure']['refused']:.1f} "
+                  "% of val)", flush=True)  # fmt: skip
+        card = {"temperature": meta.temperature}
+        if "not_sure" in s:  # the bar set to refuse cfg.not_sure_refuse of val
+            card.update(
+                not_sure_below=meta.not_sure_below,
+                not_sure_score=meta.not_sure_score,
+                not_sure_temperature=meta.not_sure_temperature,
+            )
+        return meta.metrics, card
 
     def close(self) -> None:
         if self.teachers:
