@@ -9,7 +9,7 @@ from conftest import tiny_config
 from wastenet.cli import main
 from wastenet.data.manifest import load_manifest
 from wastenet.meta import read_bundle_meta
-from wastenet.train.finetune import fine_tune_config, refusals
+from wastenet.train.finetune import fine_tune_config, operating_point
 from wastenet.train.loop import train
 
 
@@ -18,6 +18,7 @@ def alpha_model(two_source_manifest, tmp_path_factory):
     """A tiny model trained on source alpha only."""
     tmp = tmp_path_factory.mktemp("alpha")
     cfg = tiny_config(two_source_manifest, tmp, sources=["alpha"], not_sure_refuse=0.2,
+                      not_sure_rule="certainty@2",
                       phases=[{"name": "main", "epochs": 1, "lr": 3e-3}])  # fmt: skip
     train(cfg, tmp / "run", progress=False)
     return tmp / "run" / "model.safetensors"
@@ -34,11 +35,17 @@ def test_finetune_adds_a_source_and_replays_the_old_ones(
     assert f"model: {out / 'model.safetensors'} (export this one)" in printed
     # the bin answers "not sure" as often after the update as before, on the same val items
     # (the old model's share on what it knew; the new bar on all it knows now)
-    before = refusals(alpha_model, two_source_manifest, ["alpha"])
+    before, rule = operating_point(alpha_model, two_source_manifest, ["alpha"])
+    assert rule == "certainty@2"  # the rule its training set
     n_val = len(load_manifest(two_source_manifest).items(split="val"))
     assert before == pytest.approx(0.2, abs=1 / n_val)  # the bar its training set (refuse 0.2)
-    after = refusals(out / "model.safetensors", two_source_manifest, ["alpha", "beta"])
-    assert f"answers 'not sure' to {100 * before:.1f} % of the val items of alpha:" in printed
+    after, rule_after = operating_point(out / "model.safetensors", two_source_manifest,
+                                        ["alpha", "beta"])  # fmt: skip
+    assert rule_after == "certainty@2"  # kept, with its bar moved
+    assert (
+        f"answers 'not sure' (certainty@2) to {100 * before:.1f} % of the val items of alpha:"
+        in printed
+    )
     assert abs(after - before) <= 1 / n_val + 1e-9
     assert yaml.safe_load((out / "config.yaml").read_text())["not_sure_refuse"] == before
     meta = read_bundle_meta(out / "model.safetensors")
@@ -143,3 +150,18 @@ def test_an_onnx_of_another_architecture_is_refused(
             "beta", "--out", str(tmp_path / "ft")]  # fmt: skip
     assert main(args) == 2
     assert "architecture" in capsys.readouterr().err
+
+
+def test_a_not_sure_rule_and_share_are_checked_before_training(two_source_manifest, tmp_path):
+    from wastenet.errors import ConfigError
+
+    cases = {
+        "not_sure_refuse 1.0: a share in \\[0, 1\\)": {"not_sure_refuse": 1.0},
+        "with calibrate on": {"not_sure_refuse": 0.1, "calibrate": False},
+        "not_sure_rule needs not_sure_refuse": {"not_sure_rule": "certainty@2"},
+        "not_sure_rule 'sureness@2': the score is one of": {
+            "not_sure_rule": "sureness@2", "not_sure_refuse": 0.1},
+    }  # fmt: skip
+    for message, over in cases.items():
+        with pytest.raises(ConfigError, match=message):
+            tiny_config(two_source_manifest, tmp_path, **over)

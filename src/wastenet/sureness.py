@@ -119,6 +119,11 @@ def parse_rule(text: str) -> tuple[str, float | None]:
     return score, value
 
 
+def rule_text(score: str, temperature: float | None) -> str:
+    """``parse_rule``'s inverse: ("certainty", 2.0) -> ``certainty@2``."""
+    return score if temperature is None else f"{score}@{temperature:g}"
+
+
 def as_rule(rule: NotSureRule | float) -> NotSureRule:
     """A rule as given, or a bare threshold as the top-probability rule (scorers accept both)."""
     return rule if isinstance(rule, NotSureRule) else NotSureRule(float(rule))

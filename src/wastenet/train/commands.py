@@ -173,7 +173,7 @@ def _finetune(args) -> int:
 
     from wastenet.errors import ConfigError
     from wastenet.train.config import load_train_config
-    from wastenet.train.finetune import fine_tune_config, refusals, weights_to_finetune
+    from wastenet.train.finetune import fine_tune_config, operating_point, weights_to_finetune
     from wastenet.train.loop import train
 
     if args.resume:
@@ -187,11 +187,11 @@ def _finetune(args) -> int:
             epochs=args.epochs, lr=args.lr, replay=args.replay, name=f"finetune-{Path(args.out).name}",
         )  # fmt: skip
         known = [s for s in cfg.sources if s not in args.add]  # where its bar was set
-        share = refusals(args.model, args.manifest, known, cfg.cache_dir)
-        print(f"{args.model} answers 'not sure' to {100 * share:.1f} % of the val items of "
-              f"{', '.join(known)}", end="")  # fmt: skip
+        share, rule = operating_point(args.model, args.manifest, known, cfg.cache_dir)
+        print(f"{args.model} answers 'not sure' ({rule}) to {100 * share:.1f} % of the val "
+              f"items of {', '.join(known)}", end="")  # fmt: skip
         if share < 1:
-            cfg = dataclasses.replace(cfg, not_sure_refuse=share)
+            cfg = dataclasses.replace(cfg, not_sure_refuse=share, not_sure_rule=rule)
             print(": the fine-tune's bar will refuse as many")
         else:  # no operating point to keep
             print(": the fine-tune keeps the card's bar")

@@ -70,6 +70,9 @@ class TrainConfig:
     # with calibrate: set the card's "not sure" bar to refuse this share of val (None: the
     # bar stays as the card has it); a fine-tune keeps the refusals of the model it replaces
     not_sure_refuse: float | None = None
+    not_sure_rule: str | None = (
+        None  # with it, the card's rule (certainty@2; default top_probability)
+    )
 
     def validate(self) -> None:
         if self.optimizer not in ("adam", "adamw"):
@@ -120,6 +123,15 @@ class TrainConfig:
             raise ConfigError(
                 f"not_sure_refuse {self.not_sure_refuse!r}: a share in [0, 1), with calibrate on"
             )
+        if self.not_sure_rule is not None:
+            from wastenet.sureness import parse_rule
+
+            if self.not_sure_refuse is None:
+                raise ConfigError("not_sure_rule needs not_sure_refuse (the share its bar refuses)")
+            try:
+                parse_rule(self.not_sure_rule)
+            except ValueError as exc:
+                raise ConfigError(f"not_sure_rule {exc}") from exc
 
     @property
     def total_epochs(self) -> int:

@@ -36,7 +36,6 @@ def fine_tune_config(
     cache_dir: str | None = None,
     teacher: str | Path | None = None,
     keep_what_it_knows: bool = True,
-    not_sure_refuse: float | None = None,
 ):
     """The fine-tuning TrainConfig for ``model`` (a .safetensors bundle) on ``manifest``.
 
@@ -47,9 +46,10 @@ def fine_tune_config(
     place lost 11 points of outliers answered "not sure" and 2 on web-mixed
     (docs/experiments/2026-12-03-the-loop-on-a-place-the-bundled-model-never-saw.md).
 
-    ``not_sure_refuse``: the share of val the new card's "not sure" bar refuses: the old
-    model's on the sources it knew (``refusals``), so a bin answers about as often after
-    the update as before (the new place, which it now knows, included)."""
+    The card's "not sure" rule and bar are not the recipe's: ``wastenet finetune`` sets
+    them to the old model's (``operating_point``: its rule, and the share of the val items
+    of the sources it knew that it refuses), so a bin answers about as often after the
+    update as before (the new place, which it now knows, included)."""
     from wastenet.data.manifest import load_manifest
     from wastenet.meta import read_bundle_meta
     from wastenet.train.config import train_config_from_dict
@@ -94,7 +94,8 @@ def fine_tune_config(
         "ood_sources": None,
         "early_stopping_patience": None,
         "max_steps_per_epoch": max_steps,
-        "not_sure_refuse": not_sure_refuse,
+        "not_sure_refuse": None,  # the old model's operating point, set by the caller
+        "not_sure_rule": None,
         "phases": [
             {"name": "main", "epochs": epochs, "lr": lr},
             {"name": "fixres", "epochs": 1, "lr": lr / 5, "augment": "light"},
@@ -104,14 +105,15 @@ def fine_tune_config(
     return train_config_from_dict({**recipe, **overrides}, f"fine-tuning {model}")
 
 
-def refusals(
+def operating_point(
     model: str | Path, manifest: str | Path, sources: Sequence[str], cache_dir=None
-) -> float:
+) -> tuple[float, str]:
     """The share of ``sources``' val items ``model`` (any artifact, or a bundle) answers
-    "not sure" to under its own card: the operating point a fine-tune of it keeps."""
+    "not sure" to under its own card, and the card's rule (``certainty@2``): the operating
+    point a fine-tune of it keeps."""
     from wastenet.data.manifest import load_manifest
     from wastenet.evaluate.predict import open_engine, predict_items
-    from wastenet.sureness import NotSureRule
+    from wastenet.sureness import NotSureRule, rule_text
 
     items = [it for it in load_manifest(manifest).items(split="val") if it.source in sources]
     if not items:
@@ -119,7 +121,8 @@ def refusals(
     with open_engine(Path(model)) as engine:
         pred = predict_items(engine, items, cache_dir=cache_dir)
         rule = NotSureRule.of(engine.meta)
-        return float((rule.sureness(pred.probs) < rule.threshold).mean())
+        share = float((rule.sureness(pred.probs) < rule.threshold).mean())
+        return share, rule_text(engine.meta.not_sure_score, engine.meta.not_sure_temperature)
 
 
 def _all_sources_of(meta) -> list[str] | None:

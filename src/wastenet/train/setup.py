@@ -344,7 +344,8 @@ class RunContext:
         cache = self.cfg.cache_dir or default_cache_dir()
         meta, s = calibrated_meta(
             model, dataclasses.replace(meta, metrics=metrics), self.cfg.manifest, "val",
-            cache_dir=cache, sources=self.cfg.sources, refuse=self.cfg.not_sure_refuse,
+            cache_dir=cache, sources=self.cfg.sources, not_sure=self.cfg.not_sure_rule,
+            refuse=self.cfg.not_sure_refuse,
         )  # fmt: skip
         print(
             f"calibrated: temperature {s['temperature']:.3f}, val ECE "
