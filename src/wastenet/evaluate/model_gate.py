@@ -98,12 +98,12 @@ def _predict(path: Path, items: list, ood: list, cache_dir, loaded: dict) -> dic
         rule = NotSureRule.of(engine.meta)
         out = {
             "hits": pred.score().hits,
-            "refused": rule.sureness(pred.probs) < rule.threshold,
+            "refused": ~rule.sure(pred.probs),
             "rule": rule.describe(),
         }
         if ood:
             probs = predict_items(engine, ood, cache_dir=cache_dir, loaded=loaded["ood"]).probs
-            out["not_sure"] = rule.sureness(probs) < rule.threshold
+            out["not_sure"] = ~rule.sure(probs)
     return out
 
 

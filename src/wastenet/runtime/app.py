@@ -274,9 +274,9 @@ def run_bin(
 def _folder_engine(folder: Path):
     """A model folder's fastest verified engine, loaded."""
     from wastenet.accelerate import load_engine
-    from wastenet.accelerate.select import choose_engine, folder_reference
+    from wastenet.runtime.updates import engine_this_bin_runs
 
-    return load_engine(choose_engine(folder_reference(folder)).path)
+    return load_engine(engine_this_bin_runs(folder))
 
 
 def _swapper(opts: BinOptions, vote, store, first_engine) -> Callable:

@@ -68,11 +68,6 @@ def _get(url: str, limit: int | None = None):
     return response
 
 
-def _installed(root: Path, link: str) -> dict | None:
-    """The release of ``root/current`` (or ``previous``), or None."""
-    return read_release(root / link)
-
-
 @contextlib.contextmanager
 def _locked(root: Path) -> Iterator[None]:
     """One update step at a time in ``root`` (a timer's pull, a person's rollback)."""
@@ -208,19 +203,19 @@ def rollback(root: str | Path) -> dict:
 
 
 def _swap_back(root: Path) -> dict:
-    left = _installed(root, CURRENT)
+    left = read_release(root / CURRENT)
     now, before = (root / CURRENT).resolve(), (root / PREVIOUS).resolve()
     state = _state(root)
     _point(root, CURRENT, before)
     _point(root, PREVIOUS, now)
     if left is not None:
         _save_state(root, {**state, "rolled_back": [*state["rolled_back"], left["version"]]})
-    return _installed(root, CURRENT)
+    return read_release(root / CURRENT)
 
 
 def status(root: str | Path) -> dict:
     root = Path(root).expanduser()
-    out = {link: _installed(root, link) for link in (CURRENT, PREVIOUS)}
+    out = {link: read_release(root / link) for link in (CURRENT, PREVIOUS)}
     out.update(_state(root))
     folder = root / VERSIONS
     out["kept"] = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []

@@ -70,9 +70,8 @@ class TrainConfig:
     # with calibrate: set the card's "not sure" bar to refuse this share of val (None: the
     # bar stays as the card has it); a fine-tune keeps the refusals of the model it replaces
     not_sure_refuse: float | None = None
-    not_sure_rule: str | None = (
-        None  # with it, the card's rule (certainty@2; default top_probability)
-    )
+    # with not_sure_refuse: the card's rule (certainty@2; None: top_probability)
+    not_sure_rule: str | None = None
 
     def validate(self) -> None:
         if self.optimizer not in ("adam", "adamw"):

@@ -121,7 +121,7 @@ def operating_point(
     with open_engine(Path(model)) as engine:
         pred = predict_items(engine, items, cache_dir=cache_dir)
         rule = NotSureRule.of(engine.meta)
-        share = float((rule.sureness(pred.probs) < rule.threshold).mean())
+        share = float((~rule.sure(pred.probs)).mean())
         return share, rule_text(engine.meta.not_sure_score, engine.meta.not_sure_temperature)
 
 
